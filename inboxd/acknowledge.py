@@ -1,0 +1,86 @@
+"""Acknowledge: the automatic answer that tells a customer their ticket number and
+when a human will answer.
+
+This module only builds the mail; the pipeline queues it in the outbox in the
+same transaction that creates the ticket, and ``send`` delivers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from inboxd.businesstime import format_due, format_duration
+from inboxd.config import SUPPORTED_LANGUAGES, SupportSettings
+from inboxd.models import ParsedMessage
+from inboxd.render import Renderer, one_line
+
+EXCERPT_CHARS = 600
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A mail ready for the outbox: its Message-ID is fixed before it is queued."""
+
+    message_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    raw: bytes
+
+
+def reply_language(detected: str, default: str) -> str:
+    return detected if detected in SUPPORTED_LANGUAGES else default
+
+
+def expected_reply(support: SupportSettings, received: datetime) -> datetime:
+    """When the first answer is due: the first-response target counted in business time."""
+    return support.calendar.add(received, support.first_response)
+
+
+def address_header(name: str, addr: str) -> Address | str:
+    """An address header value; a name with line breaks or an odd address is reduced safely."""
+    try:
+        return Address(display_name=one_line(name), addr_spec=addr)
+    except (ValueError, IndexError):
+        return Address(addr_spec=addr) if "@" in addr else addr
+
+
+def build_ack(*, ticket_id: str, parsed: ParsedMessage, language: str, support: SupportSettings,
+              renderer: Renderer, due: datetime, now: datetime) -> OutgoingMail:
+    assert parsed.from_addr is not None
+    context = {
+        "ticket_id": ticket_id,
+        "subject": one_line(parsed.subject),
+        "customer_name": one_line(parsed.from_name),
+        "support_name": support.name,
+        "support_address": support.address,
+        "due_text": format_due(due, support.timezone, language),
+        "target_text": format_duration(support.first_response, language),
+        "excerpt": parsed.text.strip()[:EXCERPT_CHARS],
+    }
+    rendered = renderer.render("ack", language, context)
+    domain = support.address.rpartition("@")[2]
+    message_id = make_msgid(idstring=f"ack.{ticket_id}", domain=domain)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = address_header(support.name, support.address)
+    msg["To"] = address_header(parsed.from_name, parsed.from_addr)
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    if parsed.message_id:
+        msg["In-Reply-To"] = parsed.message_id
+        msg["References"] = " ".join([*parsed.references[-9:], parsed.message_id])
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"  # keeps Outlook out-of-office replies from answering us
+    msg["X-Inboxd-Ticket"] = ticket_id
+    msg.set_content(rendered.text, charset="utf-8")
+    if rendered.html:
+        msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return OutgoingMail(message_id=message_id, mail_from=support.address, recipients=(parsed.from_addr,),
+                        subject=rendered.subject, text=rendered.text, raw=msg.as_bytes())

@@ -1,0 +1,378 @@
+"""Load and validate ``inboxd.toml``.
+
+The file is edited by a support team lead, not a developer, so every problem is
+reported as one sentence that names the file, the line and the key, and the
+daemon refuses to start (exit code 2) rather than guess. The schema below is the
+single list of settings: validation, defaults and ``config.example.toml`` all
+follow it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inboxd.businesstime import BusinessCalendar, Duration, parse_duration
+
+SUPPORTED_LANGUAGES = ("en", "zh-Hant", "zh-Hans")
+TLS_MODES = ("ssl", "starttls", "none")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who edits the file."""
+
+    def __init__(self, path: Path, line: int, message: str) -> None:
+        self.path, self.line, self.message = path, line, message
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    tls: str
+    username: str
+    password: str = field(repr=False)
+    folder: str
+    poll_interval: float
+    verify_tls: bool
+    max_message_size: int
+    account: str
+
+    @property
+    def checkpoint_key(self) -> str:
+        return self.account
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    tls: str
+    username: str
+    password: str = field(repr=False)
+    verify_tls: bool
+    timeout: float
+    retry_delay: float  # seconds before the first retry; doubles each time, up to an hour
+
+
+@dataclass(frozen=True)
+class SupportSettings:
+    address: str
+    name: str
+    ticket_prefix: str
+    default_language: str
+    timezone: str
+    first_response: Duration
+    calendar: BusinessCalendar
+    ack_limit_per_hour: int
+    extra_addresses: tuple[str, ...]  # other addresses that deliver into the same mailbox
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset({self.address, *self.extra_addresses})
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    imap: ImapSettings
+    smtp: SmtpSettings
+    support: SupportSettings
+    database: Path
+    templates: Path | None  # None: the templates shipped with inboxd
+    log_level: str
+    log_format: str
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        return tuple(s for s in (self.imap.password, self.smtp.password) if s)
+
+
+# --- schema ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its TOML type, default (``REQUIRED`` if none) and a checker."""
+
+    kind: type | tuple[type, ...]
+    default: Any
+    check: Callable[[Any], Any] | None = None
+
+
+REQUIRED = object()
+
+
+def _choice(*options: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(repr(o) for o in options)}")
+        return value
+
+    return check
+
+
+def _port(value: int) -> int:
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number between 1 and 65535")
+    return value
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _address(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value.lower()
+
+
+def _size(value: str | int) -> int:
+    """Accept 25MB / 500KB / plain bytes, as an admin would write a size."""
+    if isinstance(value, int):
+        return int(_positive(value))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*", value, re.I)
+    if not match:
+        raise ValueError(f"{value!r} is not a size: write it like 25MB or 500KB")
+    factor = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[(match.group(2) or "B").upper()]
+    return int(float(match.group(1)) * factor)
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", value):
+        raise ValueError("must be 1 to 10 capital letters or digits, starting with a letter, e.g. SUP")
+    return value
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "imap": {
+        "host": Key(str, REQUIRED),
+        "port": Key(int, 993, _port),
+        "tls": Key(str, "ssl", _choice(*TLS_MODES)),
+        "verify_tls": Key(bool, True),
+        "username": Key(str, REQUIRED),
+        "password": Key(str, ""),
+        "password_env": Key(str, ""),
+        "folder": Key(str, "INBOX"),
+        "poll_interval": Key((int, float), 60, _positive),
+        "max_message_size": Key((str, int), "25MB", _size),
+    },
+    "smtp": {
+        "host": Key(str, REQUIRED),
+        "port": Key(int, 587, _port),
+        "tls": Key(str, "starttls", _choice(*TLS_MODES)),
+        "verify_tls": Key(bool, True),
+        "username": Key(str, ""),
+        "password": Key(str, ""),
+        "password_env": Key(str, ""),
+        "timeout": Key((int, float), 60, _positive),
+        "retry_delay": Key((int, float), 30, _positive),
+    },
+    "support": {
+        "address": Key(str, REQUIRED, _address),
+        "name": Key(str, "Support"),
+        "other_addresses": Key(list, []),
+        "ticket_prefix": Key(str, "SUP", _prefix),
+        "default_language": Key(str, "en", _choice(*SUPPORTED_LANGUAGES)),
+        "timezone": Key(str, "UTC"),
+        "first_response": Key(str, "4h"),
+        "business_days": Key(list, ["mon", "tue", "wed", "thu", "fri"]),
+        "business_hours": Key(list, ["09:00-18:00"]),
+        "holidays": Key(list, []),
+        "extra_workdays": Key(list, []),
+        "ack_limit_per_hour": Key(int, 5, lambda v: int(_positive(v))),
+    },
+    "storage": {
+        "database": Key(str, "data/inboxd.db"),
+    },
+    "templates": {
+        "directory": Key(str, ""),
+    },
+    "logging": {
+        "level": Key(str, "info", _choice("debug", "info", "warning", "error")),
+        "format": Key(str, "text", _choice("text", "json")),
+    },
+}
+REQUIRED_SECTIONS = ("imap", "smtp", "support")
+TYPE_NAMES = {str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false",
+              list: "a list in [brackets]", dict: "a [section]"}
+
+
+# --- line lookup ----------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def find_line(text: str, section: str, key: str | None = None) -> int:
+    """Line number (1-based) where ``[section] key`` is written, 0 when unknown.
+
+    tomllib drops positions, so validation errors find their line again by a
+    light scan of the text: table headers and ``key =`` lines are enough for the
+    flat files inboxd reads.
+    """
+    current = ""
+    header_line = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _HEADER.match(line):
+            current = m.group(1).replace(" ", "")
+            if current == section:
+                header_line = number
+            continue
+        m = _ASSIGN.match(line)
+        if m and key is not None:
+            name = m.group(1).strip("\"'")
+            full = f"{current}.{name}" if current else name
+            if full == f"{section}.{key}" or (not current and name == f"{section}.{key}"):
+                return number
+    return header_line
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def _describe(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(TYPE_NAMES.get(k, k.__name__) for k in kinds)
+
+
+def _validate(path: Path, text: str, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    values: dict[str, dict[str, Any]] = {}
+    for section in data:
+        if section not in SCHEMA:
+            raise ConfigError(path, find_line(text, section),
+                              f"unknown section [{section}]; known sections: "
+                              + ", ".join(f"[{s}]" for s in SCHEMA))
+        if not isinstance(data[section], dict):
+            raise ConfigError(path, find_line(text, section), f"{section} must be a [section]")
+    for section in REQUIRED_SECTIONS:
+        if section not in data:
+            raise ConfigError(path, 0, f"the [{section}] section is missing")
+    for section, keys in SCHEMA.items():
+        given = data.get(section, {})
+        for key in given:
+            if key not in keys:
+                raise ConfigError(path, find_line(text, section, key),
+                                  f"unknown setting '{key}' in [{section}]; known settings: "
+                                  + ", ".join(keys))
+        values[section] = {}
+        for key, spec in keys.items():
+            line = find_line(text, section, key)
+            if key not in given:
+                if spec.default is REQUIRED:
+                    raise ConfigError(path, find_line(text, section),
+                                      f"[{section}] {key} is required but missing")
+                value = spec.default
+            else:
+                value = given[key]
+                kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+                if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+                    raise ConfigError(path, line, f"[{section}] {key} must be {_describe(spec.kind)}, "
+                                                  f"not {value!r}")
+            if spec.check is not None:
+                try:
+                    value = spec.check(value)
+                except ValueError as exc:
+                    raise ConfigError(path, line, f"[{section}] {key} {exc}") from None
+            values[section][key] = value
+    return values
+
+
+def _secret(path: Path, text: str, section: str, values: dict[str, Any]) -> str:
+    """A password given inline or, better, through an environment variable."""
+    if values["password_env"]:
+        name = values["password_env"]
+        if name not in os.environ:
+            raise ConfigError(path, find_line(text, section, "password_env"),
+                              f"[{section}] password_env names the environment variable {name}, "
+                              "which is not set")
+        return os.environ[name]
+    return str(values["password"])
+
+
+def _calendar(path: Path, text: str, s: dict[str, Any]) -> BusinessCalendar:
+    """Build the team calendar; map a bad value back to the setting's line."""
+    for key in ("business_days", "business_hours", "holidays", "extra_workdays", "other_addresses"):
+        if not all(isinstance(v, str) for v in s[key]):
+            raise ConfigError(path, find_line(text, "support", key),
+                              f"[support] {key} must be a list of texts in quotes")
+    attempts: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("timezone", {}),
+        ("business_days", {"days": s["business_days"]}),
+        ("business_hours", {"hours": s["business_hours"]}),
+        ("holidays", {"holidays": s["holidays"]}),
+        ("extra_workdays", {"extra_workdays": s["extra_workdays"]}),
+    )
+    for key, kwargs in attempts:  # check one key at a time so the error points at its line
+        try:
+            BusinessCalendar.simple(s["timezone"], **{"days": ["mon"], "hours": ["00:00-24:00"], **kwargs})
+        except ValueError as exc:
+            raise ConfigError(path, find_line(text, "support", key), f"[support] {key}: {exc}") from None
+    try:
+        return BusinessCalendar.simple(s["timezone"], days=s["business_days"], hours=s["business_hours"],
+                                       holidays=s["holidays"], extra_workdays=s["extra_workdays"])
+    except ValueError as exc:
+        raise ConfigError(path, find_line(text, "support"), f"[support] {exc}") from None
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read, validate and resolve the configuration file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, 0, "configuration file not found (copy config.example.toml to start)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, 0, f"cannot read the configuration file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError(path, int(m.group(1)) if m else 0, f"not valid TOML: {exc}") from None
+    v = _validate(path, text, data)
+    s = v["support"]
+    try:
+        first_response = parse_duration(s["first_response"])
+    except ValueError as exc:
+        raise ConfigError(path, find_line(text, "support", "first_response"),
+                          f"[support] first_response: {exc}") from None
+    calendar = _calendar(path, text, s)
+    imap, smtp = v["imap"], v["smtp"]
+    database = Path(v["storage"]["database"])
+    if not database.is_absolute():
+        database = path.resolve().parent / database
+    return Settings(
+        path=path,
+        imap=ImapSettings(
+            host=imap["host"], port=imap["port"], tls=imap["tls"], username=imap["username"],
+            password=_secret(path, text, "imap", imap), folder=imap["folder"],
+            poll_interval=float(imap["poll_interval"]), verify_tls=imap["verify_tls"],
+            max_message_size=imap["max_message_size"], account=f"{imap['username']}@{imap['host']}",
+        ),
+        smtp=SmtpSettings(
+            host=smtp["host"], port=smtp["port"], tls=smtp["tls"], username=smtp["username"],
+            password=_secret(path, text, "smtp", smtp), verify_tls=smtp["verify_tls"],
+            timeout=float(smtp["timeout"]), retry_delay=float(smtp["retry_delay"]),
+        ),
+        support=SupportSettings(
+            address=s["address"], name=s["name"], ticket_prefix=s["ticket_prefix"],
+            default_language=s["default_language"], timezone=s["timezone"],
+            first_response=first_response, calendar=calendar,
+            ack_limit_per_hour=s["ack_limit_per_hour"],
+            extra_addresses=tuple(a.lower() for a in s["other_addresses"]),
+        ),
+        database=database,
+        templates=(path.resolve().parent / v["templates"]["directory"]) if v["templates"]["directory"] else None,
+        log_level=v["logging"]["level"],
+        log_format=v["logging"]["format"],
+    )

@@ -1,0 +1,184 @@
+"""The daemon: fetch, process and send running side by side until told to stop.
+
+Three workers share nothing but the database:
+- the fetch thread owns the IMAP connection (imapclient is synchronous) and
+  stores new mail, then waits in IDLE;
+- the processing task runs the pipeline on stored mail, in a worker thread;
+- the sending task delivers the outbox with aiosmtplib.
+Each wakes the next through an event, and each also wakes on a timer, so a lost
+wake-up only delays work. SIGTERM/SIGINT stop claiming new work; what was in
+flight is safe because every step is committed before the next begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Iterator
+
+from inboxd.config import Settings
+from inboxd.fetch import Fetcher, ImapSource, MailSource
+from inboxd.log import log
+from inboxd.pipeline import Pipeline
+from inboxd.render import BUNDLED_TEMPLATES, Renderer
+from inboxd.send import Sender
+from inboxd.store import Store, utcnow
+
+logger = logging.getLogger("inboxd.daemon")
+RESCAN_SECONDS = 30.0
+
+
+class AlreadyRunning(Exception):
+    """Another inboxd holds the database: two would fetch and answer the same mail."""
+
+
+@contextmanager
+def exclusive(database: Path) -> Iterator[None]:
+    """Hold ``<database>.lock`` for as long as the daemon runs (released by the OS on a crash)."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = database.with_name(database.name + ".lock")
+    handle: IO[str] = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise AlreadyRunning(f"another inboxd (process {owner}) is already running on {database}; "
+                                 "stop it first, or give this one its own [storage] database") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, source: MailSource | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.source = source if source is not None else ImapSource(settings.imap)
+        self.clock = clock
+        self.renderer = Renderer(settings.templates or BUNDLED_TEMPLATES)
+        self.stop_event = threading.Event()
+
+    def _fetcher(self, store: Store, on_stored: Callable[[], None] = lambda: None) -> Fetcher:
+        imap = self.settings.imap
+        return Fetcher(self.source, store, account=imap.account, folder=imap.folder,
+                       max_size=imap.max_message_size, clock=self.clock, on_stored=on_stored)
+
+    async def run_once(self) -> bool:
+        """Fetch what is waiting, process it, send everything queued; False if the mailbox failed."""
+        with exclusive(self.settings.database):
+            return await self._once()
+
+    async def _once(self) -> bool:
+        store = Store(self.settings.database)
+        fetcher = self._fetcher(store)
+        mailbox_ok = True
+        try:
+            await asyncio.to_thread(self.source.connect)
+            try:
+                await asyncio.to_thread(fetcher.sync)
+                await asyncio.to_thread(self._pipeline(store).process_pending)
+                await asyncio.to_thread(fetcher.mark_processed)
+            finally:
+                await asyncio.to_thread(self.source.close)
+        except Exception as exc:  # report and still process and send what is already stored
+            mailbox_ok = False
+            log(logger, logging.ERROR, "mailbox_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.to_thread(self._pipeline(store).process_pending)
+        report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
+        log(logger, logging.INFO, "run_once_done", sent=report.sent, retrying=report.retrying,
+            failed=report.failed)
+        store.close()
+        return mailbox_ok
+
+    def _pipeline(self, store: Store) -> Pipeline:
+        return Pipeline(self.settings, store, self.renderer, self.clock)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    async def run_forever(self) -> None:
+        with exclusive(self.settings.database):
+            await self._forever()
+
+    async def _forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        process_wake, send_wake = asyncio.Event(), asyncio.Event()
+        flag_wake = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        self.stop_event.clear()
+
+        def on_stored() -> None:
+            loop.call_soon_threadsafe(process_wake.set)
+
+        fetch_store = Store(self.settings.database)
+        fetcher = self._fetcher(fetch_store, on_stored)
+        thread = threading.Thread(target=fetcher.run, name="inboxd-fetch", daemon=True,
+                                  args=(self.stop_event, flag_wake, self.settings.imap.poll_interval))
+        process_store, send_store = Store(self.settings.database), Store(self.settings.database)
+        pipeline = self._pipeline(process_store)
+        sender = Sender(self.settings.smtp, send_store, self.clock)
+        log(logger, logging.INFO, "daemon_started", database=str(self.settings.database),
+            mailbox=f"{self.settings.imap.account}/{self.settings.imap.folder}")
+
+        async def processing() -> None:
+            while not stop.is_set():
+                await _wait(process_wake, RESCAN_SECONDS)
+                process_wake.clear()
+                if await asyncio.to_thread(pipeline.process_pending):
+                    flag_wake.set()
+                    send_wake.set()
+
+        async def sending() -> None:
+            while not stop.is_set():
+                await sender.send_due()
+                next_due = await asyncio.to_thread(send_store.next_outbox_time)
+                timeout = RESCAN_SECONDS if next_due is None else \
+                    max(0.05, min(RESCAN_SECONDS, (next_due - self.clock()).total_seconds()))
+                await _wait(send_wake, timeout)
+                send_wake.clear()
+
+        async def watch_stop() -> None:
+            await asyncio.to_thread(self.stop_event.wait)
+            stop.set()
+            process_wake.set()
+            send_wake.set()
+
+        thread.start()
+        tasks = [asyncio.create_task(t()) for t in (processing, sending)]
+        try:
+            await watch_stop()
+            await asyncio.wait(tasks, timeout=30)
+        finally:
+            self.stop_event.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(thread.join, 10)
+            for store in (fetch_store, process_store, send_store):
+                store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            log(logger, logging.INFO, "daemon_stopped")
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        pass

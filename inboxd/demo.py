@@ -1,0 +1,159 @@
+"""``inboxd demo``: the whole pipeline on a bundled sample mailbox, no server needed.
+
+The sample mail in ``data/demo/mailbox`` (several languages and charsets, an
+auto-reply, a bounce, a broken message) is read by a directory-backed mail
+source with the same interface as IMAP, and acknowledgements are delivered over
+real SMTP to an aiosmtpd server running inside this process. The clock is fixed
+at Tue 24 Nov 2026, 11:05 Taipei time so the output is the same on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from aiosmtpd.controller import Controller
+
+from inboxd.config import load_settings
+from inboxd.daemon import Daemon
+from inboxd.fetch import Fetched
+from inboxd.store import Store
+
+DEMO_MAILBOX = Path(__file__).resolve().parent.parent / "data" / "demo" / "mailbox"
+DEMO_NOW = datetime(2026, 11, 24, 11, 5, tzinfo=ZoneInfo("Asia/Taipei"))
+DEMO_CONFIG = """\
+# Written by `inboxd demo`: the sample mailbox is read from {mailbox}
+[imap]
+host = "demo.invalid"          # not contacted: the demo reads a folder of .eml files
+username = "support"
+password = "demo"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+
+[support]
+address = "support@acme.example"
+name = "Acme Support"
+timezone = "Asia/Taipei"
+first_response = "4h"
+business_days = ["mon", "tue", "wed", "thu", "fri"]
+business_hours = ["09:00-12:30", "13:30-18:00"]
+holidays = ["2026-12-25", "2027-01-01"]
+
+[storage]
+database = "inboxd-demo.db"
+"""
+
+
+class DirectoryMailbox:
+    """A read-only folder of ``.eml`` files behaving like an IMAP folder (UIDs in name order)."""
+
+    uidvalidity = 1
+
+    def __init__(self, folder: Path) -> None:
+        self.files = sorted(folder.glob("*.eml"))
+        self.keywords: dict[int, set[str]] = {}
+
+    def connect(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def new_messages(self, after_uid: int) -> list[tuple[int, int]]:
+        return [(uid, f.stat().st_size) for uid, f in enumerate(self.files, start=1) if uid > after_uid]
+
+    def fetch(self, uids: Sequence[int], max_size: int, sizes: dict[int, int]) -> dict[int, Fetched]:
+        return {uid: Fetched(self.files[uid - 1].read_bytes(), sizes[uid]) for uid in uids}
+
+    def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None:
+        for uid in uids:
+            self.keywords.setdefault(uid, set()).update(keywords)
+
+    def wait(self, timeout: float, interrupted: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not interrupted():
+            time.sleep(0.1)
+
+
+class _Capture:
+    """aiosmtpd handler keeping every accepted mail in memory."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(bytes(envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_demo(keep: Path | None = None) -> None:
+    workdir = keep or Path(tempfile.mkdtemp(prefix="inboxd-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    capture = _Capture()
+    controller = Controller(capture, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        config = workdir / "inboxd.toml"
+        config.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, smtp_port=controller.port), encoding="utf-8")
+        (workdir / "inboxd-demo.db").unlink(missing_ok=True)
+        settings = load_settings(config)
+        daemon = Daemon(settings, source=DirectoryMailbox(DEMO_MAILBOX), clock=lambda: DEMO_NOW)
+        asyncio.run(daemon.run_once())
+        _report(Store(settings.database), capture.messages, settings.database)
+    finally:
+        controller.stop()
+        if keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _report(store: Store, sent: list[bytes], database: Path) -> None:
+    click.secho(f"inboxd demo: {len(DirectoryMailbox(DEMO_MAILBOX).files)} sample mails from {DEMO_MAILBOX}",
+                bold=True)
+    click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
+    click.secho("Tickets", bold=True)
+    for t in store.query("SELECT ticket_id, status, language, requester, subject FROM tickets ORDER BY id"):
+        messages = store.query("SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in'",
+                               (t["ticket_id"],))[0]["n"]
+        ack = store.query("SELECT kind, detail FROM events WHERE ticket_id=? AND kind IN "
+                          "('ack_queued', 'ack_suppressed')", (t["ticket_id"],))
+        note = "ack queued" if ack and ack[0]["kind"] == "ack_queued" else \
+            f"no ack: {json.loads(ack[0]['detail']).get('reason')}" if ack else ""
+        click.echo(f"  {t['ticket_id']:<7} {t['language']:<8} {messages} msg  {t['requester']:<28} "
+                   f"{t['subject'][:44]:<44}  {note}")
+    status = store.status()
+    click.echo(f"\nQuarantined (stored, not ticketed): {status['messages_quarantined']}   "
+               f"Outbox: {status['outbox_pending']} pending, {status['outbox_failed']} failed   "
+               f"Acknowledgements delivered over SMTP: {len(sent)}")
+    for row in store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'"):
+        click.echo(f"  quarantined uid {row['uid']}: {row['error']}")
+    chinese = [m for m in (email.message_from_bytes(raw, policy=email.policy.default) for raw in sent)
+               if "工單" in str(m["Subject"])]
+    if sent:
+        msg = chinese[0] if chinese else email.message_from_bytes(sent[0], policy=email.policy.default)
+        click.secho("\nOne acknowledgement as the customer receives it", bold=True)
+        for header in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
+            click.echo(f"{header}: {msg[header]}")
+        body = msg.get_body(("plain",))
+        click.echo("\n" + (body.get_content() if body is not None else ""))
+    click.echo(f"Database of this run: {database}")

@@ -1,0 +1,172 @@
+"""The processing pipeline for stored mail: parse → thread → ticket → acknowledge.
+
+Fetch has already put the raw bytes in the database. Here each waiting message is
+turned into ticket changes and queued mail in ONE transaction, so a crash at any
+point leaves either nothing (the message is processed again on restart) or
+everything (and the outbox sends what was queued). A message that cannot be
+processed is quarantined with its error; it stays stored and visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from inboxd.acknowledge import build_ack, expected_reply, reply_language
+from inboxd.config import Settings
+from inboxd.language import detect_language
+from inboxd.log import log
+from inboxd.loops import no_ack_reason
+from inboxd.models import Attachment, ParsedMessage
+from inboxd.parse import parse_message
+from inboxd.render import Renderer
+from inboxd.store import RawRow, Store, iso, utcnow
+from inboxd.thread import find_ticket
+
+logger = logging.getLogger("inboxd.pipeline")
+MAX_ATTEMPTS = 3
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, renderer: Renderer,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.clock = clock
+
+    def process_pending(self) -> int:
+        """Process every stored message still waiting; returns how many were handled."""
+        done = 0
+        while rows := self.store.pending_raw():
+            for row in rows:
+                self.process(row)
+                done += 1
+        return done
+
+    def process(self, row: RawRow) -> None:
+        now = self.clock()
+        try:
+            parsed = self._parse(row)
+            outcome = self._apply(row, parsed, now)
+        except sqlite3.OperationalError as exc:  # e.g. database locked for long: try again later
+            if row.attempts + 1 < MAX_ATTEMPTS:
+                self.store.conn.execute("UPDATE raw_messages SET attempts=attempts+1, error=? WHERE id=?",
+                                        (repr(exc), row.id))
+                log(logger, logging.WARNING, "message_retry", raw_id=row.id, uid=row.uid, error=repr(exc))
+                return
+            self._quarantine(row, f"database error: {exc}", now)
+        except Exception as exc:  # the one catch-all: a bad message must not stop the queue
+            logger.exception("message_failed", extra={"fields": {"raw_id": row.id, "uid": row.uid}})
+            self._quarantine(row, f"{type(exc).__name__}: {exc}", now)
+        else:
+            if outcome is not None:
+                log(logger, logging.INFO, "message_processed", raw_id=row.id, uid=row.uid, **outcome)
+
+    def _parse(self, row: RawRow) -> ParsedMessage:
+        parsed = parse_message(row.raw)
+        if row.truncated:
+            omitted = tuple(Attachment(a.get("filename"), a.get("content_type", "application/octet-stream"),
+                                       int(a.get("size", 0)), omitted=True) for a in row.omitted_attachments)
+            parsed = replace(parsed, truncated=True, attachments=omitted or parsed.attachments)
+        return parsed
+
+    def _quarantine(self, row: RawRow, reason: str, now: datetime) -> None:
+        self.store.finish_raw(row.id, "quarantined", error=reason, now=now)
+        log(logger, logging.WARNING, "message_quarantined", raw_id=row.id, uid=row.uid, reason=reason)
+
+    def _apply(self, row: RawRow, parsed: ParsedMessage, now: datetime) -> dict[str, object] | None:
+        if parsed.from_addr is None:
+            self._quarantine(row, "no usable sender address (From header missing or unreadable)", now)
+            return None
+        store, support = self.store, self.settings.support
+        with store.tx():
+            duplicate = self._duplicate_of(row, parsed)
+            if duplicate is not None:
+                store.finish_raw(row.id, "duplicate", ticket_id=duplicate, now=now)
+                return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
+            language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
+            match = find_ticket(parsed, store, support.ticket_prefix)
+            others = [a for a in (*parsed.to, *parsed.cc) if a not in support.own_addresses]
+            if match.ticket_id is None:
+                ticket_id = store.create_ticket(
+                    support.ticket_prefix, subject=parsed.subject, requester=parsed.from_addr,
+                    requester_name=parsed.from_name, language=language, now=now,
+                    follow_up_of=match.follow_up_of)
+                store.log_event(ticket_id, "created", now, actor=parsed.from_addr, reason=match.reason,
+                                follow_up_of=match.follow_up_of)
+                action = "created"
+            else:
+                ticket_id = match.ticket_id
+                self._follow_up(ticket_id, parsed, match.reason, now)
+                action = "joined"
+            for address in others:
+                store.add_participant(ticket_id, address, "cc")
+            reason = no_ack_reason(parsed, support.own_addresses)
+            store.add_message(
+                ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
+                message_id=parsed.message_id, in_reply_to=parsed.in_reply_to, references=parsed.references,
+                from_addr=parsed.from_addr, from_name=parsed.from_name, to_addrs=parsed.to,
+                cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.text,
+                attachments=[a.__dict__ for a in parsed.attachments], language=language,
+                charset_declared=parsed.charset_declared, charset_used=parsed.charset_used,
+                charset_guessed=int(parsed.charset_guessed), defects=parsed.defects, no_ack_reason=reason)
+            ack = "not needed (follow-up)"
+            if action == "created":
+                ack = self._acknowledge(ticket_id, parsed, language, reason, now)
+            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+        return {"action": action, "ticket": ticket_id, "from": parsed.from_addr, "language": language,
+                "charset": parsed.charset_used, "ack": ack, "thread": match.reason}
+
+    def _duplicate_of(self, row: RawRow, parsed: ParsedMessage) -> str | None:
+        """The ticket that already holds this very mail (same Message-ID and sender, or same bytes)."""
+        assert parsed.from_addr is not None
+        if parsed.message_id:
+            found = self.store.inbound_duplicate(parsed.message_id, parsed.from_addr)
+            if found:
+                return found
+        rows = self.store.query("SELECT ticket_id FROM raw_messages WHERE sha256 = (SELECT sha256 FROM "
+                                "raw_messages WHERE id=?) AND id!=? AND ticket_id IS NOT NULL LIMIT 1",
+                                (row.id, row.id))
+        return rows[0]["ticket_id"] if rows else None
+
+    def _follow_up(self, ticket_id: str, parsed: ParsedMessage, reason: str, now: datetime) -> None:
+        """A customer wrote again: a resolved or pending ticket needs attention again."""
+        ticket = self.store.ticket(ticket_id)
+        assert ticket is not None
+        status = ticket["status"]
+        if status in ("resolved", "pending"):
+            self.store.update_ticket(ticket_id, now, status="open")
+            self.store.log_event(ticket_id, "reopened" if status == "resolved" else "customer_replied", now,
+                                 actor=parsed.from_addr or "", previous_status=status)
+        else:
+            self.store.update_ticket(ticket_id, now)
+        self.store.log_event(ticket_id, "message_added", now, actor=parsed.from_addr or "", reason=reason)
+
+    def _acknowledge(self, ticket_id: str, parsed: ParsedMessage, language: str, reason: str | None,
+                     now: datetime) -> str:
+        """Queue the acknowledgement unless loop protection or the hourly limit says no."""
+        store, support = self.store, self.settings.support
+        assert parsed.from_addr is not None
+        due = expected_reply(support, now)
+        store.update_ticket(ticket_id, now, first_response_due=iso(due))
+        if reason is None and store.acks_sent_to(parsed.from_addr, now - timedelta(hours=1)) >= \
+                support.ack_limit_per_hour:
+            reason = f"more than {support.ack_limit_per_hour} acknowledgements to this sender in an hour"
+        if reason is not None:
+            store.log_event(ticket_id, "ack_suppressed", now, reason=reason)
+            return f"suppressed: {reason}"
+        lang = reply_language(language, support.default_language)
+        mail = build_ack(ticket_id=ticket_id, parsed=parsed, language=lang, support=support,
+                         renderer=self.renderer, due=due, now=now)
+        store.enqueue(ticket_id=ticket_id, kind="ack", message_id=mail.message_id, mail_from=mail.mail_from,
+                      recipients=list(mail.recipients), raw=mail.raw, now=now)
+        store.add_message(ticket_id, direction="out", kind="ack", now=now, message_id=mail.message_id,
+                          in_reply_to=[parsed.message_id] if parsed.message_id else [],
+                          from_addr=support.address, from_name=support.name, to_addrs=mail.recipients,
+                          subject=mail.subject, body=mail.text, language=lang)
+        store.log_event(ticket_id, "ack_queued", now, message_id=mail.message_id, due=iso(due), language=lang)
+        return "queued"

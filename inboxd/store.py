@@ -1,0 +1,324 @@
+"""The SQLite store: raw mail, tickets, their messages and events, and the outbox.
+
+Every change that must not be half-done (a ticket, its message, its event and the
+acknowledgement it queues) happens inside one ``tx()``. Each thread opens its own
+``Store`` on the same file; WAL mode lets readers work while one writer commits,
+and ``BEGIN IMMEDIATE`` makes writers queue instead of failing on upgrade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL, last_fetch_at TEXT, last_error TEXT,
+    PRIMARY KEY (account, folder));
+CREATE TABLE IF NOT EXISTS raw_messages (
+    id INTEGER PRIMARY KEY, account TEXT NOT NULL, folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL, size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, raw BLOB NOT NULL, truncated INTEGER NOT NULL DEFAULT 0,
+    omitted_attachments TEXT NOT NULL DEFAULT '[]', received_at TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'received', error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    ticket_id TEXT, flagged INTEGER NOT NULL DEFAULT 0, processed_at TEXT,
+    UNIQUE (account, folder, uidvalidity, uid));
+CREATE INDEX IF NOT EXISTS raw_state ON raw_messages (state);
+CREATE INDEX IF NOT EXISTS raw_unflagged ON raw_messages (account, folder, flagged);
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ticket_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL, requester TEXT NOT NULL, requester_name TEXT NOT NULL,
+    status TEXT NOT NULL, language TEXT NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, first_response_due TEXT, follow_up_of TEXT);
+CREATE TABLE IF NOT EXISTS participants (
+    ticket_id TEXT NOT NULL, address TEXT NOT NULL, role TEXT NOT NULL,
+    PRIMARY KEY (ticket_id, address));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, raw_id INTEGER, direction TEXT NOT NULL,
+    kind TEXT NOT NULL, message_id TEXT, in_reply_to TEXT NOT NULL DEFAULT '[]',
+    "references" TEXT NOT NULL DEFAULT '[]', from_addr TEXT, from_name TEXT NOT NULL DEFAULT '',
+    to_addrs TEXT NOT NULL DEFAULT '[]', cc_addrs TEXT NOT NULL DEFAULT '[]',
+    subject TEXT NOT NULL DEFAULT '', body TEXT NOT NULL DEFAULT '',
+    attachments TEXT NOT NULL DEFAULT '[]', language TEXT, charset_declared TEXT,
+    charset_used TEXT, charset_guessed INTEGER NOT NULL DEFAULT 0,
+    defects TEXT NOT NULL DEFAULT '[]', no_ack_reason TEXT, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_ticket ON messages (ticket_id);
+CREATE INDEX IF NOT EXISTS messages_msgid ON messages (message_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
+    actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS events_ticket ON events (ticket_id);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY, ticket_id TEXT, kind TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE,
+    mail_from TEXT NOT NULL, recipients TEXT NOT NULL, raw BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL, last_error TEXT, created_at TEXT NOT NULL, sent_at TEXT);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
+"""
+
+TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """Timestamps are stored as sortable UTC ISO-8601 text."""
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class RawRow:
+    id: int
+    account: str
+    folder: str
+    uid: int
+    raw: bytes
+    truncated: bool
+    omitted_attachments: list[dict[str, Any]]
+    attempts: int
+
+
+class Store:
+    """One connection to the inboxd database, for one thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        self.db = Database(conn)
+        self.conn = conn
+        with self.tx():
+            for statement in _statements(SCHEMA):
+                conn.execute(statement)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[Database]:
+        """A write transaction; nested calls join the outer one."""
+        if self.conn.in_transaction:
+            yield self.db
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    # --- fetch side -------------------------------------------------------------------
+
+    def checkpoint(self, account: str, folder: str) -> tuple[int, int] | None:
+        """(uidvalidity, last_uid) stored for a mailbox folder, or None."""
+        rows = self.query("SELECT uidvalidity, last_uid FROM checkpoints WHERE account=? AND folder=?",
+                          (account, folder))
+        return (rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
+
+    def set_checkpoint(self, account: str, folder: str, uidvalidity: int, last_uid: int,
+                       now: datetime) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, last_fetch_at) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (account, folder) DO UPDATE SET "
+                "uidvalidity=excluded.uidvalidity, last_uid=excluded.last_uid, "
+                "last_fetch_at=excluded.last_fetch_at, last_error=NULL",
+                (account, folder, uidvalidity, last_uid, iso(now)))
+
+    def record_fetch_error(self, account: str, folder: str, error: str) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE checkpoints SET last_error=? WHERE account=? AND folder=?",
+                              (error, account, folder))
+
+    def store_raw(self, account: str, folder: str, uidvalidity: int, uid: int, raw: bytes, *,
+                  size: int, truncated: bool, omitted: list[dict[str, Any]], now: datetime) -> None:
+        """Keep the bytes and move the checkpoint past them in one transaction."""
+        with self.tx():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO raw_messages (account, folder, uidvalidity, uid, size, sha256, raw, "
+                "truncated, omitted_attachments, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (account, folder, uidvalidity, uid, size, hashlib.sha256(raw).hexdigest(), raw,
+                 int(truncated), json.dumps(omitted), iso(now)))
+            self.set_checkpoint(account, folder, uidvalidity, uid, now)
+
+    def pending_raw(self, limit: int = 100) -> list[RawRow]:
+        rows = self.query("SELECT id, account, folder, uid, raw, truncated, omitted_attachments, attempts "
+                          "FROM raw_messages WHERE state='received' ORDER BY id LIMIT ?", (limit,))
+        return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
+                       json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
+
+    def finish_raw(self, raw_id: int, state: str, *, ticket_id: str | None = None,
+                   error: str | None = None, now: datetime) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE raw_messages SET state=?, ticket_id=?, error=?, processed_at=?, "
+                              "attempts=attempts+1 WHERE id=?",
+                              (state, ticket_id, error, iso(now), raw_id))
+
+    def unflagged(self, account: str, folder: str) -> list[dict[str, Any]]:
+        """Processed mail whose IMAP keyword has not been set yet."""
+        return self.query("SELECT id, uid, state, ticket_id FROM raw_messages WHERE account=? AND folder=? "
+                          "AND flagged=0 AND state!='received' ORDER BY uid", (account, folder))
+
+    def mark_flagged(self, ids: list[int]) -> None:
+        with self.tx():
+            self.conn.executemany("UPDATE raw_messages SET flagged=1 WHERE id=?", [(i,) for i in ids])
+
+    # --- tickets ----------------------------------------------------------------------
+
+    def create_ticket(self, prefix: str, *, subject: str, requester: str, requester_name: str,
+                      language: str, now: datetime, follow_up_of: str | None = None) -> str:
+        """Insert a ticket and return its ID, e.g. SUP-1042, numbered by the row id."""
+        with self.tx():
+            cur = self.conn.execute(
+                "INSERT INTO tickets (ticket_id, subject, requester, requester_name, status, language, "
+                "created_at, updated_at, follow_up_of) VALUES ('', ?, ?, ?, 'new', ?, ?, ?, ?)",
+                (subject, requester, requester_name, language, iso(now), iso(now), follow_up_of))
+            ticket_id = f"{prefix}-{cur.lastrowid}"
+            self.conn.execute("UPDATE tickets SET ticket_id=? WHERE id=?", (ticket_id, cur.lastrowid))
+            self.add_participant(ticket_id, requester, "requester")
+            return ticket_id
+
+    def ticket(self, ticket_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM tickets WHERE ticket_id=?", (ticket_id,))
+        return rows[0] if rows else None
+
+    def update_ticket(self, ticket_id: str, now: datetime, **fields: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self.tx():
+            self.conn.execute(f"UPDATE tickets SET {sets}, updated_at=? WHERE ticket_id=?",
+                              (*fields.values(), iso(now), ticket_id))
+
+    def add_participant(self, ticket_id: str, address: str, role: str) -> None:
+        with self.tx():
+            self.conn.execute("INSERT OR IGNORE INTO participants (ticket_id, address, role) VALUES (?,?,?)",
+                              (ticket_id, address.lower(), role))
+
+    def participants(self, ticket_id: str) -> dict[str, str]:
+        return {r["address"]: r["role"] for r in
+                self.query("SELECT address, role FROM participants WHERE ticket_id=?", (ticket_id,))}
+
+    def add_message(self, ticket_id: str, *, direction: str, kind: str, now: datetime,
+                    **fields: Any) -> int:
+        row = {"ticket_id": ticket_id, "direction": direction, "kind": kind, "created_at": iso(now)}
+        for key, value in fields.items():
+            row[key] = json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+        with self.tx():
+            table = self.db.table("messages")
+            table.insert(row)
+            return int(table.last_pk)  # type: ignore[arg-type]
+
+    def tickets_for_message_ids(self, ids: list[str]) -> list[tuple[str, str]]:
+        """(ticket_id, direction) of stored messages carrying any of these Message-IDs."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self.query(f"SELECT ticket_id, direction FROM messages WHERE message_id IN ({marks})", tuple(ids))
+        return [(r["ticket_id"], r["direction"]) for r in rows]
+
+    def inbound_duplicate(self, message_id: str, from_addr: str) -> str | None:
+        """Ticket of an earlier copy of the same customer mail (same Message-ID and sender)."""
+        rows = self.query("SELECT ticket_id FROM messages WHERE message_id=? AND from_addr=? "
+                          "AND direction='in' LIMIT 1", (message_id, from_addr))
+        return rows[0]["ticket_id"] if rows else None
+
+    def log_event(self, ticket_id: str, kind: str, now: datetime, actor: str = "inboxd",
+                  **detail: Any) -> None:
+        with self.tx():
+            self.conn.execute("INSERT INTO events (ticket_id, at, kind, actor, detail) VALUES (?,?,?,?,?)",
+                              (ticket_id, iso(now), kind, actor, json.dumps(detail, ensure_ascii=False)))
+
+    # --- outbox -----------------------------------------------------------------------
+
+    def enqueue(self, *, ticket_id: str | None, kind: str, message_id: str, mail_from: str,
+                recipients: list[str], raw: bytes, now: datetime) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO outbox (ticket_id, kind, message_id, mail_from, recipients, raw, "
+                "next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (ticket_id, kind, message_id, mail_from, json.dumps(recipients), raw, iso(now), iso(now)))
+
+    def acks_sent_to(self, address: str, since: datetime) -> int:
+        """Acknowledgements queued for ``address`` since ``since`` (for the hourly limit)."""
+        rows = self.query("SELECT COUNT(*) AS n FROM outbox WHERE kind='ack' AND recipients=? "
+                          "AND created_at>=?", (json.dumps([address]), iso(since)))
+        return int(rows[0]["n"])
+
+    def due_outbox(self, now: datetime | None, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending mail whose retry time has come (all pending mail when ``now`` is None)."""
+        if now is None:
+            return self.query("SELECT * FROM outbox WHERE state='pending' ORDER BY id LIMIT ?", (limit,))
+        return self.query("SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? "
+                          "ORDER BY id LIMIT ?", (iso(now), limit))
+
+    def next_outbox_time(self) -> datetime | None:
+        rows = self.query("SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state='pending'")
+        return datetime.fromisoformat(rows[0]["t"]) if rows and rows[0]["t"] else None
+
+    def mark_sent(self, outbox_id: int, now: datetime) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE outbox SET state='sent', sent_at=?, attempts=attempts+1, last_error=NULL "
+                              "WHERE id=?", (iso(now), outbox_id))
+
+    def mark_retry(self, outbox_id: int, error: str, retry_at: datetime) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt_at=? "
+                              "WHERE id=?", (error, iso(retry_at), outbox_id))
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE outbox SET state='failed', attempts=attempts+1, last_error=? WHERE id=?",
+                              (error, outbox_id))
+
+    # --- reporting --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What an operator checks first: is mail coming in, and is anything stuck."""
+        one = lambda sql: self.query(sql)[0]["n"]  # noqa: E731
+        by_status = {s: 0 for s in TICKET_STATUSES}
+        by_status |= {r["status"]: r["n"] for r in self.query("SELECT status, COUNT(*) n FROM tickets GROUP BY status")}
+        return {
+            "messages_stored": one("SELECT COUNT(*) n FROM raw_messages"),
+            "messages_waiting": one("SELECT COUNT(*) n FROM raw_messages WHERE state='received'"),
+            "messages_quarantined": one("SELECT COUNT(*) n FROM raw_messages WHERE state='quarantined'"),
+            "tickets": by_status,
+            "outbox_pending": one("SELECT COUNT(*) n FROM outbox WHERE state='pending'"),
+            "outbox_failed": one("SELECT COUNT(*) n FROM outbox WHERE state='failed'"),
+            "mailboxes": self.query("SELECT account, folder, uidvalidity, last_uid, last_fetch_at, last_error "
+                                    "FROM checkpoints ORDER BY account, folder"),
+        }
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema into statements (executescript would commit our transaction)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
