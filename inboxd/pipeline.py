@@ -40,10 +40,11 @@ class Pipeline:
 
     def process_pending(self) -> int:
         """Process every stored message still waiting; returns how many were handled."""
-        done = 0
-        while rows := self.store.pending_raw():
+        done = last_id = 0
+        while rows := self.store.pending_raw(after_id=last_id):
             for row in rows:
                 self.process(row)
+                last_id = row.id
                 done += 1
         return done
 
@@ -52,12 +53,12 @@ class Pipeline:
         try:
             parsed = self._parse(row)
             outcome = self._apply(row, parsed, now)
-        except sqlite3.OperationalError as exc:  # e.g. database locked for long: try again later
-            if row.attempts + 1 < MAX_ATTEMPTS:
-                self.store.conn.execute("UPDATE raw_messages SET attempts=attempts+1, error=? WHERE id=?",
-                                        (repr(exc), row.id))
+        except sqlite3.OperationalError as exc:
+            if ("locked" in str(exc) or "busy" in str(exc)) and row.attempts + 1 < MAX_ATTEMPTS:
+                self.store.defer_raw(row.id, repr(exc))  # another process holds the database: next round
                 log(logger, logging.WARNING, "message_retry", raw_id=row.id, uid=row.uid, error=repr(exc))
                 return
+            logger.exception("message_failed", extra={"fields": {"raw_id": row.id, "uid": row.uid}})
             self._quarantine(row, f"database error: {exc}", now)
         except Exception as exc:  # the one catch-all: a bad message must not stop the queue
             logger.exception("message_failed", extra={"fields": {"raw_id": row.id, "uid": row.uid}})

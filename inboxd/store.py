@@ -166,11 +166,16 @@ class Store:
                  int(truncated), json.dumps(omitted), iso(now)))
             self.set_checkpoint(account, folder, uidvalidity, uid, now)
 
-    def pending_raw(self, limit: int = 100) -> list[RawRow]:
+    def pending_raw(self, after_id: int = 0, limit: int = 100) -> list[RawRow]:
         rows = self.query("SELECT id, account, folder, uid, raw, truncated, omitted_attachments, attempts "
-                          "FROM raw_messages WHERE state='received' ORDER BY id LIMIT ?", (limit,))
+                          "FROM raw_messages WHERE state='received' AND id>? ORDER BY id LIMIT ?", (after_id, limit))
         return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
                        json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
+
+    def defer_raw(self, raw_id: int, error: str) -> None:
+        """Leave a message waiting after a temporary failure, counting the attempt."""
+        with self.tx():
+            self.conn.execute("UPDATE raw_messages SET attempts=attempts+1, error=? WHERE id=?", (error, raw_id))
 
     def finish_raw(self, raw_id: int, state: str, *, ticket_id: str | None = None,
                    error: str | None = None, now: datetime) -> None:
@@ -208,9 +213,9 @@ class Store:
         return rows[0] if rows else None
 
     def update_ticket(self, ticket_id: str, now: datetime, **fields: Any) -> None:
-        sets = ", ".join(f"{k}=?" for k in fields)
+        sets = "".join(f"{k}=?, " for k in fields)
         with self.tx():
-            self.conn.execute(f"UPDATE tickets SET {sets}, updated_at=? WHERE ticket_id=?",
+            self.conn.execute(f"UPDATE tickets SET {sets}updated_at=? WHERE ticket_id=?",
                               (*fields.values(), iso(now), ticket_id))
 
     def add_participant(self, ticket_id: str, address: str, role: str) -> None:
