@@ -185,5 +185,5 @@ def demo(keep: Path | None) -> None:
     """Run the whole pipeline on a bundled sample mailbox, with no mail server needed."""
     from inboxd.demo import run_demo
 
-    setup_logging("warning")
+    setup_logging("error")
     run_demo(keep)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.message
 import email.policy
 import json
 import shutil
@@ -147,13 +148,16 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
                f"Acknowledgements delivered over SMTP: {len(sent)}")
     for row in store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'"):
         click.echo(f"  quarantined uid {row['uid']}: {row['error']}")
-    chinese = [m for m in (email.message_from_bytes(raw, policy=email.policy.default) for raw in sent)
-               if "工單" in str(m["Subject"])]
-    if sent:
-        msg = chinese[0] if chinese else email.message_from_bytes(sent[0], policy=email.policy.default)
+    acks = [email.message_from_bytes(raw, policy=email.policy.default) for raw in sent]
+    if acks:  # show one in Traditional Chinese when there is one: it shows the localized due time
+        msg = next((m for m in acks if "工單" in _plain(m)), acks[0])
         click.secho("\nOne acknowledgement as the customer receives it", bold=True)
         for header in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
             click.echo(f"{header}: {msg[header]}")
-        body = msg.get_body(("plain",))
-        click.echo("\n" + (body.get_content() if body is not None else ""))
+        click.echo("\n" + _plain(msg))
     click.echo(f"Database of this run: {database}")
+
+
+def _plain(msg: email.message.EmailMessage) -> str:
+    body = msg.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""
