@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from babel.dates import format_datetime, get_timezone_location
+from babel.dates import format_datetime, get_timezone_gmt, get_timezone_location
 
 Ranges = tuple[tuple[time, time], ...]
 Interval = tuple[datetime, datetime]
@@ -97,8 +97,8 @@ def _normalise(ranges: Iterable[tuple[time, time]]) -> Ranges:
     for start, end in sorted(ranges, key=lambda r: r[0]):
         name = f"{_clock(start)}-{_clock(end)}"
         if _since_midnight(end, end=True) <= _since_midnight(start):
-            raise ValueError(f"'{name}' ends before it starts: write the earlier time first, e.g. 09:00-18:00 "
-                             "(to stay open past midnight, end at 24:00 and open again at 00:00)")
+            raise ValueError(f"'{name}' ends before it starts: write the earlier time first, e.g. "
+                             "09:00-18:00 (to stay open past midnight, end at 24:00 and open again at 00:00)")
         if merged and _since_midnight(start) < _since_midnight(merged[-1][1], end=True):
             raise ValueError(f"'{_clock(merged[-1][0])}-{_clock(merged[-1][1])}' and '{name}' overlap")
         if merged and start == merged[-1][1]:
@@ -135,20 +135,6 @@ def _utc(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"{dt} has no time zone; business time needs an aware datetime")
     return dt.astimezone(UTC)
-
-
-def _merge(intervals: Iterable[Interval]) -> Iterator[Interval]:
-    """Join overlapping or touching intervals (a 24-hour calendar is one long interval)."""
-    pending: Interval | None = None
-    for start, end in intervals:
-        if pending and start <= pending[1]:
-            pending = (min(pending[0], start), max(pending[1], end))
-            continue
-        if pending:
-            yield pending
-        pending = (start, end)
-    if pending:
-        yield pending
 
 
 def _walk(intervals: Iterable[Interval], amount: timedelta) -> datetime:
@@ -234,10 +220,17 @@ class BusinessCalendar:
         out = []
         for start, end in self._ranges(day):
             opens = datetime.combine(day, start, self._tzinfo).astimezone(UTC)
-            closes = datetime.combine(day + ONE_DAY if end == MIDNIGHT else day, end, self._tzinfo).astimezone(UTC)
+            end_day = day + ONE_DAY if end == MIDNIGHT else day
+            closes = datetime.combine(end_day, end, self._tzinfo).astimezone(UTC)
             if closes > opens:
                 out.append((opens, closes))
-        return list(_merge(sorted(out)))
+        merged: list[Interval] = []
+        for opens, closes in sorted(out):  # shifted ranges may now overlap
+            if merged and opens <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+            else:
+                merged.append((opens, closes))
+        return merged
 
     def _working_days(self, first: date, until: date | None) -> Iterator[tuple[date, list[Interval]]]:
         """Days with opening hours from ``first``; unbounded searches stop after 3 closed years."""
@@ -247,7 +240,7 @@ class BusinessCalendar:
                 closed = 0
                 yield day, intervals
             elif (closed := closed + 1) > MAX_CLOSED_DAYS and until is None:
-                raise ValueError(f"no opening hours in the three years after {first}: "
+                raise ValueError(f"no opening hours in the three years up to {day}: "
                                  "check the business days and holidays")
             day += ONE_DAY
 
@@ -255,16 +248,17 @@ class BusinessCalendar:
         return instant.astimezone(self._tzinfo).date()
 
     def _intervals(self, start: datetime, end: datetime | None) -> Iterator[Interval]:
-        """Merged UTC opening intervals clipped to [start, end); endless when ``end`` is None."""
-        if end is not None and end <= start:
-            return
+        """Disjoint UTC opening intervals clipped to [start, end), day by day; endless without ``end``."""
         until = None if end is None else self._local_date(end) + ONE_DAY
-        days = self._working_days(self._local_date(start) - ONE_DAY, until)
-        for opens, closes in _merge(iv for _, ivs in days for iv in ivs):
-            if end is not None and opens >= end:
-                return
-            if closes > start:
-                yield max(opens, start), closes if end is None else min(closes, end)
+        cursor = start  # nothing before it is yielded again, even if a DST shift overlaps two days
+        for _, intervals in self._working_days(self._local_date(start) - ONE_DAY, until):
+            for opens, closes in intervals:
+                opens, closes = max(opens, cursor), closes if end is None else min(closes, end)
+                if end is not None and opens >= end:
+                    return
+                if closes > opens:
+                    yield opens, closes
+                    cursor = closes
 
     def open_intervals(self, start: datetime, end: datetime | None = None) -> Iterator[Interval]:
         """Opening periods (open, close) covering [start, end), in the calendar's zone."""
@@ -274,8 +268,7 @@ class BusinessCalendar:
     def is_open(self, dt: datetime) -> bool:
         """Whether ``dt`` is within opening hours (a closing time itself is closed)."""
         at = _utc(dt)
-        day = self._local_date(at)
-        return any(o <= at < c for d in (day - ONE_DAY, day) for o, c in self._day_intervals(d))
+        return any(self._intervals(at, at + timedelta(microseconds=1)))
 
     def next_open(self, dt: datetime) -> datetime:
         """``dt`` itself when open, else the start of the next opening period."""
@@ -316,12 +309,15 @@ class BusinessCalendar:
 
 
 def format_due(dt: datetime, tz: str, lang: str) -> str:
-    """A due time for customers: 'Tue 24 Nov, 10:00 Taipei time' / '11月24日（週二）10:00（台北時間）'."""
+    """A due time for customers: 'Tue 24 Nov, 10:00 Taipei time', '11月24日（週二）10:00（台北時間）'."""
     zone = _zone(tz)
     locale = _LOCALES.get(lang, "en")
     local = _utc(dt).astimezone(zone)
     city = get_timezone_location(zone, locale=locale, return_city=True)
+    if "/" in city or zone.key.startswith("Etc/GMT"):  # no city known (Etc/GMT-8 is UTC+8): name the offset
+        city = get_timezone_gmt(local, locale=locale)
     if locale == "en":
         return f"{format_datetime(local, 'EEE d MMM, HH:mm', tzinfo=zone, locale=locale)} {city} time"
     suffix = "時間" if locale == "zh_Hant" else "时间"
-    return f"{format_datetime(local, 'M月d日（EEE）HH:mm', tzinfo=zone, locale=locale)}（{city}{suffix}）"
+    when = format_datetime(local, "M月d日（EEE）HH:mm", tzinfo=zone, locale=locale)
+    return f"{when}（{city}{suffix}）"

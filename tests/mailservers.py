@@ -23,10 +23,9 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 
 from aiosmtpd.controller import Controller
@@ -47,10 +46,12 @@ def free_port() -> int:
         return cast(int, sock.getsockname()[1])
 
 
-# sdbox, not maildir: maildir keeps keywords in file names with 26 letters, so past 26
-# distinct keywords per mailbox they live only in the index and are not permanent.
+# sdbox, not maildir: maildir keeps keywords as the letters a-z in file names, so a
+# mailbox's 27th and later keywords live only in its index (a cache there) and vanish
+# when it is rebuilt; dbox keeps every flag and keyword in its index, its primary store.
 # auth_username_format = %Ln makes "support@example.com" log in as "support".
-# auth_failure_delay = 0 keeps wrong-password tests fast.
+# auth_failure_delay = 0 and no anvil-auth-penalty socket keep a wrong-password test from
+# slowing every later login from 127.0.0.1 by up to 15 s (Dovecot's brute-force penalty).
 _CONFIG = """\
 base_dir = {root}/run
 state_dir = {root}/state
@@ -95,6 +96,12 @@ userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/home/%n
 }}
+service anvil {{
+  chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 service imap-login {{
   chroot =
   inet_listener imap {{
@@ -128,7 +135,7 @@ class Dovecot:
 
     def start(self, timeout: float = 15) -> None:
         """Start (or start again) and return once the IMAP greeting is served."""
-        if self._process is not None:
+        if self.running:
             raise RuntimeError("Dovecot is already running")
         if self._root is None:
             self._root = self._create_root()
@@ -156,6 +163,10 @@ class Dovecot:
             self._process.wait()
         self._process = None
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def restart(self) -> None:
         """Stop then start on the same port with the same mail, as after a server outage."""
         self.stop()
@@ -172,7 +183,7 @@ class Dovecot:
         self.start()
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def log_text(self) -> str:
@@ -197,9 +208,9 @@ class Dovecot:
     def _identity() -> dict[str, Any]:
         """Who the Dovecot processes run as.
 
-        As root (CI), Dovecot refuses to give mail access to root, so mail is owned by the
-        ``dovecot`` system user and logins run as ``dovenull``, both created by Debian's
-        package. As a normal user everything runs as that user.
+        As root (CI), Dovecot refuses mail access as uid 0 ("userdb returned 0 as uid"),
+        so mail is owned by the ``dovecot`` system user and logins run as ``dovenull``,
+        both created by Debian's package. As a normal user everything runs as that user.
         """
         if os.geteuid() == 0:
             mail = pwd.getpwnam("dovecot")
@@ -249,8 +260,7 @@ class Dovecot:
 
     def user_for(self, address: str) -> str | None:
         """The mailbox owner for an address: the local part, whatever the domain."""
-        local = address.rpartition("@")[0] if "@" in address else address
-        local = local.lower()
+        local = address.rsplit("@", 1)[0].lower()
         return local if local in self.users else None
 
     def imap_config(self, user: str = "support") -> dict[str, Any]:
@@ -291,11 +301,18 @@ class Dovecot:
         return [fetched[uid][b"BODY[]"] for uid in sorted(fetched)]
 
     def flags(self, user: str, folder: str = "INBOX") -> dict[int, tuple[str, ...]]:
-        """UID -> system flags and keywords, e.g. ``{7: ("\\Seen", "$inboxd")}``."""
+        """UID -> stored flags and keywords, e.g. ``{7: ("\\Seen", "$inboxd")}``.
+
+        ``\\Recent`` is left out: it is per-session state that depends on which client
+        opened the mailbox first, not something stored on the message.
+        """
         with self.client(user) as imap:
             imap.select_folder(folder, readonly=True)
             fetched = imap.fetch(imap.search("ALL"), ["FLAGS"])
-        return {uid: tuple(flag.decode() for flag in data[b"FLAGS"]) for uid, data in sorted(fetched.items())}
+        return {
+            uid: tuple(flag.decode() for flag in data[b"FLAGS"] if flag != b"\\Recent")
+            for uid, data in sorted(fetched.items())
+        }
 
     def reset(self) -> None:
         """Empty every user's mail: delete all folders but INBOX and expunge INBOX."""
@@ -325,25 +342,27 @@ class Captured:
 
     @property
     def message(self) -> EmailMessage:
-        return cast(EmailMessage, email.message_from_bytes(self.data, policy=email.policy.default))
+        return email.message_from_bytes(self.data, policy=email.policy.default)
 
 
-@dataclass
 class SmtpSink:
     """An aiosmtpd server that records every accepted message and delivers it into Dovecot.
 
     A recipient whose local part is a Dovecot user gets the message in that user's INBOX
     (byte for byte, via IMAP APPEND); any other recipient is accepted and only recorded.
-    ``fail_with`` and ``delay`` simulate an unwell server until ``recover()``.
+    ``fail_with`` and ``delay`` simulate an unwell server until ``recover()``. While
+    Dovecot is down, mail for its users is refused with 451 (nothing is queued), so an
+    IMAP outage test that also sends mail should expect that.
     """
 
-    dovecot: Dovecot
-    host: str = LOOPBACK
-    port: int = 0
-    messages: list[Captured] = field(default_factory=list)
-    _failure: str | None = field(default=None, repr=False)
-    _delay: float = field(default=0.0, repr=False)
-    _controller: Controller | None = field(default=None, repr=False)
+    def __init__(self, dovecot: Dovecot) -> None:
+        self.dovecot = dovecot
+        self.host = LOOPBACK
+        self.port = 0
+        self.messages: list[Captured] = []
+        self._failure: str | None = None
+        self._delay = 0.0
+        self._controller: Controller | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -352,6 +371,10 @@ class SmtpSink:
         self.port = self.port or free_port()
         self._controller = Controller(self, hostname=self.host, port=self.port, enable_SMTPUTF8=True)
         self._controller.start()
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
 
     def stop(self) -> None:
         if self._controller is not None:
@@ -362,7 +385,7 @@ class SmtpSink:
         self.start()
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def smtp_config(self) -> dict[str, Any]:
@@ -437,3 +460,11 @@ class SmtpSink:
             return f"451 4.3.0 delivery into Dovecot failed: {error}"
         self.messages.append(Captured(str(envelope.mail_from), list(envelope.rcpt_tos), data))
         return "250 OK delivered"
+
+
+@dataclass(frozen=True)
+class MailEnv:
+    """What an integration test talks to: ``dovecot`` for IMAP, ``smtp`` for sending."""
+
+    dovecot: Dovecot
+    smtp: SmtpSink
