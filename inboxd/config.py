@@ -80,12 +80,23 @@ class SupportSettings:
 
 
 @dataclass(frozen=True)
+class ClassifySettings:
+    rules_dir: Path
+    model: Path
+    min_confidence: float
+    vip: frozenset[str]  # addresses or whole domains
+    retrain_after: int  # new corrections needed before a retrain is tried
+    retrain_check_minutes: float
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     imap: ImapSettings
     smtp: SmtpSettings
     support: SupportSettings
     database: Path
+    classify: ClassifySettings
     templates: Path | None  # None: the templates shipped with inboxd
     log_level: str
     log_format: str
@@ -117,6 +128,10 @@ def _choice(*options: str) -> Callable[[Any], Any]:
         return value
 
     return check
+
+
+def _fail(message: str) -> Any:
+    raise ValueError(message)
 
 
 def _port(value: int) -> int:
@@ -194,6 +209,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "storage": {
         "database": Key(str, "data/inboxd.db"),
+    },
+    "classify": {
+        "rules_dir": Key(str, "rules"),
+        "model": Key(str, "data/model.joblib"),
+        "min_confidence": Key((int, float), 0.5, lambda v: v if 0 <= v <= 1 else _fail("must be between 0 and 1")),
+        "vip": Key(list, []),
+        "retrain_after": Key(int, 20, lambda v: int(_positive(v))),
+        "retrain_check_minutes": Key((int, float), 60, _positive),
     },
     "templates": {
         "directory": Key(str, ""),
@@ -348,9 +371,10 @@ def load_settings(path: Path | str) -> Settings:
                           f"[support] first_response: {exc}") from None
     calendar = _calendar(path, text, s)
     imap, smtp = v["imap"], v["smtp"]
-    database = Path(v["storage"]["database"])
-    if not database.is_absolute():
-        database = path.resolve().parent / database
+    here = path.resolve().parent
+    c = v["classify"]
+    if not all(isinstance(a, str) for a in c["vip"]):
+        raise ConfigError(path, find_line(text, "classify", "vip"), "[classify] vip must be a list of texts")
     return Settings(
         path=path,
         imap=ImapSettings(
@@ -371,8 +395,13 @@ def load_settings(path: Path | str) -> Settings:
             ack_limit_per_hour=s["ack_limit_per_hour"],
             extra_addresses=tuple(a.lower() for a in s["other_addresses"]),
         ),
-        database=database,
-        templates=(path.resolve().parent / v["templates"]["directory"]) if v["templates"]["directory"] else None,
+        database=here / v["storage"]["database"],
+        classify=ClassifySettings(
+            rules_dir=here / c["rules_dir"], model=here / c["model"], min_confidence=float(c["min_confidence"]),
+            vip=frozenset(a.lower().lstrip("@") for a in c["vip"]), retrain_after=c["retrain_after"],
+            retrain_check_minutes=float(c["retrain_check_minutes"]),
+        ),
+        templates=(here / v["templates"]["directory"]) if v["templates"]["directory"] else None,
         log_level=v["logging"]["level"],
         log_format=v["logging"]["format"],
     )

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Iterator
 
+from inboxd.classify import Classifier
 from inboxd.config import Settings
 from inboxd.fetch import Fetcher, ImapSource, MailSource
 from inboxd.log import log
@@ -70,6 +71,9 @@ class Daemon:
         self.source = source if source is not None else ImapSource(settings.imap)
         self.clock = clock
         self.renderer = Renderer(settings.templates or BUNDLED_TEMPLATES)
+        c = settings.classify
+        self.classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence,
+                                     vip=c.vip)
         self.stop_event = threading.Event()
 
     def _fetcher(self, store: Store, on_stored: Callable[[], None] = lambda: None) -> Fetcher:
@@ -105,7 +109,7 @@ class Daemon:
         return mailbox_ok
 
     def _pipeline(self, store: Store) -> Pipeline:
-        return Pipeline(self.settings, store, self.renderer, self.clock)
+        return Pipeline(self.settings, store, self.renderer, self.classifier, self.clock)
 
     def stop(self) -> None:
         self.stop_event.set()

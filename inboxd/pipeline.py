@@ -9,6 +9,7 @@ processed is quarantined with its error; it stays stored and visible.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -16,13 +17,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from inboxd.acknowledge import build_ack, expected_reply, reply_language
+from inboxd.classify import Classification, Classifier
 from inboxd.config import Settings
 from inboxd.language import detect_language
 from inboxd.log import log
 from inboxd.loops import no_ack_reason
 from inboxd.models import Attachment, ParsedMessage
+from inboxd.mood import raise_to
 from inboxd.parse import parse_message
 from inboxd.render import Renderer
+from inboxd.rules import MailFacts, facts_from
 from inboxd.store import RawRow, Store, iso, utcnow
 from inboxd.thread import find_ticket
 
@@ -31,11 +35,12 @@ MAX_ATTEMPTS = 3
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: Store, renderer: Renderer,
+    def __init__(self, settings: Settings, store: Store, renderer: Renderer, classifier: Classifier,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
+        self.classifier = classifier
         self.clock = clock
 
     def process_pending(self) -> int:
@@ -91,6 +96,10 @@ class Pipeline:
                 return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
             language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
             match = find_ticket(parsed, store, support.ticket_prefix)
+            unanswered = 1 + (self._unanswered(match.ticket_id) if match.ticket_id else 0)
+            verdict = self.classifier.classify(
+                subject=parsed.subject, body=parsed.text, facts=self._facts(row, parsed, language),
+                sender=parsed.from_addr, language=language, unanswered=unanswered)
             others = [a for a in (*parsed.to, *parsed.cc) if a not in support.own_addresses]
             if match.ticket_id is None:
                 ticket_id = store.create_ticket(
@@ -99,14 +108,21 @@ class Pipeline:
                     follow_up_of=match.follow_up_of)
                 store.log_event(ticket_id, "created", now, actor=parsed.from_addr, reason=match.reason,
                                 follow_up_of=match.follow_up_of)
+                store.update_ticket(ticket_id, now, category=verdict.category, confidence=verdict.confidence,
+                                    priority=verdict.priority, spam=int(verdict.spam))
                 action = "created"
             else:
                 ticket_id = match.ticket_id
-                self._follow_up(ticket_id, parsed, match.reason, now)
+                self._follow_up(ticket_id, parsed, match.reason, verdict, now)
                 action = "joined"
+            store.add_tags(ticket_id, verdict.tags)
+            store.log_event(ticket_id, "classified", now, **_explain(verdict))
             for address in others:
                 store.add_participant(ticket_id, address, "cc")
             reason = no_ack_reason(parsed, support.own_addresses)
+            if reason is None and not verdict.acknowledge:
+                reason = "classified as spam" if verdict.spam else \
+                    f"turned off by rule: {', '.join(verdict.rules_fired)}"
             store.add_message(
                 ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
                 message_id=parsed.message_id, in_reply_to=parsed.in_reply_to, references=parsed.references,
@@ -114,13 +130,29 @@ class Pipeline:
                 cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.text,
                 attachments=[a.__dict__ for a in parsed.attachments], language=language,
                 charset_declared=parsed.charset_declared, charset_used=parsed.charset_used,
-                charset_guessed=int(parsed.charset_guessed), defects=parsed.defects, no_ack_reason=reason)
+                charset_guessed=int(parsed.charset_guessed), defects=parsed.defects, no_ack_reason=reason,
+                classification=json.dumps(_explain(verdict), ensure_ascii=False))
             ack = "not needed (follow-up)"
             if action == "created":
                 ack = self._acknowledge(ticket_id, parsed, language, reason, now)
             store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
         return {"action": action, "ticket": ticket_id, "from": parsed.from_addr, "language": language,
-                "charset": parsed.charset_used, "ack": ack, "thread": match.reason}
+                "charset": parsed.charset_used, "category": verdict.category, "priority": verdict.priority,
+                "ack": ack, "thread": match.reason}
+
+    def _facts(self, row: RawRow, parsed: ParsedMessage, language: str) -> MailFacts:
+        return facts_from(from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, subject=parsed.subject,
+                          body=parsed.text, language=language, mailbox=(row.account, row.folder),
+                          attachments=[(a.filename, a.content_type) for a in parsed.attachments],
+                          headers=parsed.headers)
+
+    def _unanswered(self, ticket_id: str) -> int:
+        """Customer mails on the ticket since the team last wrote (acknowledgements do not count)."""
+        rows = self.store.query(
+            "SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in' AND id > COALESCE("
+            "(SELECT MAX(id) FROM messages WHERE ticket_id=? AND direction='out' AND kind!='ack'), 0)",
+            (ticket_id, ticket_id))
+        return int(rows[0]["n"])
 
     def _duplicate_of(self, row: RawRow, parsed: ParsedMessage) -> str | None:
         """The ticket that already holds this very mail (same Message-ID and sender, or same bytes)."""
@@ -134,11 +166,17 @@ class Pipeline:
                                 (row.id, row.id))
         return rows[0]["ticket_id"] if rows else None
 
-    def _follow_up(self, ticket_id: str, parsed: ParsedMessage, reason: str, now: datetime) -> None:
-        """A customer wrote again: a resolved or pending ticket needs attention again."""
+    def _follow_up(self, ticket_id: str, parsed: ParsedMessage, reason: str, verdict: Classification,
+                   now: datetime) -> None:
+        """A customer wrote again: a resolved or pending ticket needs attention again, maybe sooner."""
         ticket = self.store.ticket(ticket_id)
         assert ticket is not None
         status = ticket["status"]
+        priority = raise_to(ticket["priority"], verdict.priority)
+        if priority != ticket["priority"]:
+            self.store.update_ticket(ticket_id, now, priority=priority)
+            self.store.log_event(ticket_id, "priority_raised", now, old=ticket["priority"], new=priority,
+                                 signals=list(verdict.signals))
         if status in ("resolved", "pending"):
             self.store.update_ticket(ticket_id, now, status="open")
             self.store.log_event(ticket_id, "reopened" if status == "resolved" else "customer_replied", now,
@@ -171,3 +209,11 @@ class Pipeline:
                           subject=mail.subject, body=mail.text, language=lang)
         store.log_event(ticket_id, "ack_queued", now, message_id=mail.message_id, due=iso(due), language=lang)
         return "queued"
+
+
+def _explain(c: Classification) -> dict[str, object]:
+    """The classification as stored on the message and in the event log: what, and why."""
+    return {"category": c.category, "confidence": c.confidence, "source": c.source, "priority": c.priority,
+            "tags": list(c.tags), "spam": c.spam, "language": c.language, "rules_fired": list(c.rules_fired),
+            "signals": list(c.signals), "model_version": c.model_version,
+            "model_guess": list(c.model_guess) if c.model_guess else None}

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-SCHEMA = """
+MIGRATIONS = ("""
 CREATE TABLE IF NOT EXISTS checkpoints (
     account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL,
     last_uid INTEGER NOT NULL, last_fetch_at TEXT, last_error TEXT,
@@ -68,7 +68,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL, last_error TEXT, created_at TEXT NOT NULL, sent_at TEXT);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at);
-"""
+""", """
+ALTER TABLE tickets ADD COLUMN category TEXT;
+ALTER TABLE tickets ADD COLUMN confidence REAL;
+ALTER TABLE tickets ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal';
+ALTER TABLE tickets ADD COLUMN spam INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN classification TEXT;
+CREATE TABLE ticket_tags (ticket_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (ticket_id, tag));
+CREATE TABLE corrections (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, text TEXT NOT NULL, field TEXT NOT NULL,
+    old_value TEXT, new_value TEXT, actor TEXT NOT NULL, at TEXT NOT NULL);
+""")
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
 
@@ -107,9 +117,16 @@ class Store:
         conn.execute("PRAGMA busy_timeout=30000")
         self.db = Database(conn)
         self.conn = conn
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; each step commits with its version number."""
         with self.tx():
-            for statement in _statements(SCHEMA):
-                conn.execute(statement)
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
 
     def close(self) -> None:
         self.conn.close()
@@ -257,6 +274,55 @@ class Store:
             self.conn.execute("INSERT INTO events (ticket_id, at, kind, actor, detail) VALUES (?,?,?,?,?)",
                               (ticket_id, iso(now), kind, actor, json.dumps(detail, ensure_ascii=False)))
 
+    # --- classification and the team's corrections ------------------------------------
+
+    def tags(self, ticket_id: str) -> list[str]:
+        return [r["tag"] for r in self.query("SELECT tag FROM ticket_tags WHERE ticket_id=? ORDER BY rowid",
+                                             (ticket_id,))]
+
+    def add_tags(self, ticket_id: str, tags: list[str] | tuple[str, ...]) -> None:
+        with self.tx():
+            self.conn.executemany("INSERT OR IGNORE INTO ticket_tags (ticket_id, tag) VALUES (?, ?)",
+                                  [(ticket_id, t) for t in tags])
+
+    def _ticket_text(self, ticket_id: str) -> str:
+        """The customer's first mail, which is what the classifier saw."""
+        rows = self.query("SELECT subject, body FROM messages WHERE ticket_id=? AND direction='in' "
+                          "ORDER BY id LIMIT 1", (ticket_id,))
+        return f"{rows[0]['subject']}\n{rows[0]['body']}" if rows else ""
+
+    def _correct(self, ticket_id: str, field: str, old: str | None, new: str | None, actor: str,
+                 now: datetime) -> None:
+        self.conn.execute("INSERT INTO corrections (ticket_id, text, field, old_value, new_value, actor, at) "
+                          "VALUES (?,?,?,?,?,?,?)", (ticket_id, self._ticket_text(ticket_id), field, old, new,
+                                                     actor, iso(now)))
+
+    def set_category(self, ticket_id: str, category: str, actor: str, now: datetime) -> None:
+        """An agent's category change: applied, logged, and kept as a training example."""
+        with self.tx():
+            ticket = self.ticket(ticket_id)
+            if ticket is None:
+                raise KeyError(ticket_id)
+            self.update_ticket(ticket_id, now, category=category, confidence=None)
+            self._correct(ticket_id, "category", ticket["category"], category, actor, now)
+            self.log_event(ticket_id, "category_changed", now, actor=actor, old=ticket["category"], new=category)
+
+    def tag(self, ticket_id: str, tag: str, actor: str, now: datetime, *, remove: bool = False) -> None:
+        """An agent adds or removes a tag: applied, logged, and kept as a training example."""
+        with self.tx():
+            if remove:
+                self.conn.execute("DELETE FROM ticket_tags WHERE ticket_id=? AND tag=?", (ticket_id, tag))
+            else:
+                self.add_tags(ticket_id, [tag])
+            self._correct(ticket_id, "tag", tag if remove else None, None if remove else tag, actor, now)
+            self.log_event(ticket_id, "tag_removed" if remove else "tag_added", now, actor=actor, tag=tag)
+
+    def category_corrections(self) -> list[tuple[str, str]]:
+        """(text, category) of every category correction, latest per ticket."""
+        rows = self.query("SELECT text, new_value FROM corrections WHERE id IN (SELECT MAX(id) FROM corrections "
+                          "WHERE field='category' GROUP BY ticket_id)")
+        return [(r["text"], r["new_value"]) for r in rows]
+
     # --- outbox -----------------------------------------------------------------------
 
     def enqueue(self, *, ticket_id: str | None, kind: str, message_id: str, mail_from: str,
@@ -319,7 +385,7 @@ class Store:
 
 
 def _statements(script: str) -> list[str]:
-    """Split the schema into statements (executescript would commit our transaction)."""
+    """Split a migration into statements (executescript would commit our transaction)."""
     out, buf = [], ""
     for line in script.splitlines(keepends=True):
         buf += line

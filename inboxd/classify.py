@@ -1,0 +1,119 @@
+"""Classify: what a mail is about, how urgent it is, and whether it is spam.
+
+Rules run first and win: a rule that sets the category decides it. Otherwise the
+model predicts, and below ``min_confidence`` the ticket is tagged
+``needs-triage`` instead of guessed. Priority and mood come from ``mood``. The
+model and the rules can be swapped while the daemon runs (retraining, rule
+edits), so the classifier holds them behind one lock-free reference each.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inboxd.log import log
+from inboxd.mood import assess
+from inboxd.rules import MailFacts, RuleError, RuleSet, apply_rules, load_rules
+from inboxd.train import ModelError, TrainedModel, example_text, load
+
+logger = logging.getLogger("inboxd.classify")
+NEEDS_TRIAGE = "needs-triage"
+
+
+@dataclass(frozen=True)
+class Classification:
+    category: str | None
+    confidence: float | None
+    source: str  # "rule", "model", or "none" (no rule and no confident model)
+    priority: str
+    tags: tuple[str, ...]
+    spam: bool
+    acknowledge: bool
+    language: str
+    rules_fired: tuple[str, ...] = ()
+    signals: tuple[str, ...] = ()
+    model_version: str | None = None
+    model_guess: tuple[str, float] | None = field(default=None)  # what the model said, even if not used
+
+
+class Classifier:
+    """Rules + model + mood; ``reload_rules`` and ``swap_model`` replace parts atomically."""
+
+    def __init__(self, *, rules_dir: Path | None, model_path: Path | None, min_confidence: float,
+                 vip: frozenset[str] = frozenset()) -> None:
+        self.rules_dir, self.model_path = rules_dir, model_path
+        self.min_confidence, self.vip = min_confidence, vip
+        self.ruleset = RuleSet()
+        self.model: TrainedModel | None = None
+        self.rule_errors: list[str] = []
+        self.rules_mtime: tuple[tuple[str, float], ...] = ()
+        self.reload_rules()
+        self.reload_model()
+
+    def reload_model(self) -> None:
+        """Load the model file; without one, classification runs on rules alone (with a warning)."""
+        if self.model_path is None:
+            return
+        try:
+            self.model = load(self.model_path)
+            log(logger, logging.INFO, "model_loaded", version=self.model.version, path=str(self.model_path))
+        except ModelError as exc:
+            self.model = None
+            log(logger, logging.WARNING, "model_unavailable", error=str(exc), note="classifying with rules only")
+
+    def swap_model(self, model: TrainedModel) -> None:
+        self.model = model
+
+    def _rule_files_state(self) -> tuple[tuple[str, float], ...]:
+        if self.rules_dir is None or not self.rules_dir.is_dir():
+            return ()
+        return tuple((str(p), p.stat().st_mtime) for p in sorted(self.rules_dir.glob("*.toml")))
+
+    def reload_rules(self) -> bool:
+        """Load the rule files again; on any error keep the last good set. True when replaced."""
+        if self.rules_dir is None:
+            return False
+        self.rules_mtime = self._rule_files_state()
+        try:
+            ruleset = load_rules(self.rules_dir)
+        except RuleError as exc:
+            self.rule_errors = exc.problems
+            for problem in exc.problems:
+                log(logger, logging.ERROR, "rules_invalid", problem=problem,
+                    note=f"keeping the last good rules ({len(self.ruleset.rules)} rules)")
+            return False
+        self.rule_errors = []
+        self.ruleset = ruleset
+        log(logger, logging.INFO, "rules_loaded", rules=len(ruleset.rules), sha256=ruleset.sha256[:12])
+        return True
+
+    def reload_rules_if_changed(self) -> bool:
+        if self._rule_files_state() != self.rules_mtime:
+            return self.reload_rules()
+        return False
+
+    def classify(self, *, subject: str, body: str, facts: MailFacts, sender: str | None, language: str,
+                 unanswered: int = 1) -> Classification:
+        outcome = apply_rules(self.ruleset, facts)
+        mood = assess(subject, body, sender=sender, vip=self.vip, unanswered=unanswered)
+        model = self.model
+        guess = model.predict([example_text(subject, body)])[0] if model is not None else None
+        tags = list(outcome.tags)
+        if outcome.category is not None:
+            category, confidence, source = outcome.category, None, "rule"
+        elif guess is not None and guess[1] >= self.min_confidence:
+            category, confidence, source = guess[0], round(guess[1], 4), "model"
+        else:
+            category, confidence, source = None, round(guess[1], 4) if guess else None, "none"
+            tags.append(NEEDS_TRIAGE)
+        tags.extend(t for t in mood.tags if t not in tags)
+        priority = outcome.priority or mood.priority  # an admin's rule overrides the heuristics
+        spam = outcome.spam or category == "spam"
+        return Classification(
+            category=category, confidence=confidence, source=source, priority=priority, tags=tuple(tags),
+            spam=spam, acknowledge=outcome.acknowledge and not spam, language=language,
+            rules_fired=tuple(outcome.fired), signals=mood.signals,
+            model_version=model.version if model is not None else None,
+            model_guess=(guess[0], round(guess[1], 4)) if guess else None)
