@@ -94,19 +94,32 @@ class Classifier:
             return self.reload_rules()
         return False
 
+    def guesses(self, texts: list[str]) -> list[tuple[str, float] | None]:
+        """The model's (category, probability) for many texts at once: batching is much faster."""
+        model = self.model
+        if model is None:
+            return [None] * len(texts)
+        return list(model.predict(texts))
+
     def classify(self, *, subject: str, body: str, facts: MailFacts, sender: str | None, language: str,
                  unanswered: int = 1) -> Classification:
+        guess = self.guesses([example_text(subject, body)])[0]
+        return self.decide(subject=subject, body=body, facts=facts, sender=sender, language=language,
+                           unanswered=unanswered, guess=guess)
+
+    def decide(self, *, subject: str, body: str, facts: MailFacts, sender: str | None, language: str,
+               guess: tuple[str, float] | None, unanswered: int = 1) -> Classification:
+        """Combine rules, the model's ``guess`` (from ``guesses``) and mood into one verdict."""
         outcome = apply_rules(self.ruleset, facts)
         mood = assess(subject, body, sender=sender, vip=self.vip, unanswered=unanswered)
         model = self.model
-        guess = model.predict([example_text(subject, body)])[0] if model is not None else None
         tags = list(outcome.tags)
         if outcome.category is not None:
             category, confidence, source = outcome.category, None, "rule"
         elif guess is not None and guess[1] >= self.min_confidence:
             category, confidence, source = guess[0], round(guess[1], 4), "model"
         else:
-            category, confidence, source = None, round(guess[1], 4) if guess else None, "none"
+            category, confidence, source = None, round(guess[1], 4) if guess is not None else None, "none"
             tags.append(NEEDS_TRIAGE)
         tags.extend(t for t in mood.tags if t not in tags)
         priority = outcome.priority or mood.priority  # an admin's rule overrides the heuristics
@@ -116,4 +129,4 @@ class Classifier:
             spam=spam, acknowledge=outcome.acknowledge and not spam, language=language,
             rules_fired=tuple(outcome.fired), signals=mood.signals,
             model_version=model.version if model is not None else None,
-            model_guess=(guess[0], round(guess[1], 4)) if guess else None)
+            model_guess=(guess[0], round(guess[1], 4)) if guess is not None else None)

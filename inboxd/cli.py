@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from inboxd import cli_triage
 from inboxd.config import ConfigError, Settings, load_settings
 from inboxd.daemon import AlreadyRunning, Daemon
 from inboxd.log import register_secrets, setup_logging
@@ -187,3 +188,7 @@ def demo(keep: Path | None) -> None:
 
     setup_logging("error")
     run_demo(keep)
+
+
+for _command in (cli_triage.rules, cli_triage.classify, cli_triage.train_command, cli_triage.eval_command):
+    main.add_command(_command)

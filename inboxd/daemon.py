@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Iterator
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 from inboxd.classify import Classifier
 from inboxd.config import Settings
 from inboxd.fetch import Fetcher, ImapSource, MailSource
@@ -32,9 +34,12 @@ from inboxd.pipeline import Pipeline
 from inboxd.render import BUNDLED_TEMPLATES, Renderer
 from inboxd.send import Sender
 from inboxd.store import Store, utcnow
+from inboxd.train import Example, bundled_examples, retrain, save
 
 logger = logging.getLogger("inboxd.daemon")
 RESCAN_SECONDS = 30.0
+RULES_CHECK_SECONDS = 3.0
+ERROR_PAUSE_SECONDS = 5.0
 
 
 class AlreadyRunning(Exception):
@@ -114,6 +119,44 @@ class Daemon:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def retrain(self) -> bool:
+        """Retrain when enough new corrections exist; swap the model in only if it is not worse."""
+        c = self.settings.classify
+        store = Store(self.settings.database)
+        try:
+            corrections = [Example(text, label) for text, label in store.category_corrections()]
+        finally:
+            store.close()
+        current = self.classifier.model
+        if len(corrections) - (current.corrections if current else 0) < c.retrain_after:
+            return False
+        result = retrain(current, bundled_examples(), corrections)
+        if result.model is None:
+            log(logger, logging.INFO, "retrain_rejected", new_macro_f1=result.new_score,
+                current_macro_f1=result.old_score, held_out=result.held_out)
+            return False
+        save(result.model, c.model)
+        self.classifier.swap_model(result.model)
+        log(logger, logging.INFO, "model_swapped", version=result.model.version, corrections=len(corrections),
+            new_macro_f1=result.new_score, previous_macro_f1=result.old_score, held_out=result.held_out)
+        return True
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        """Periodic jobs: pick up rule edits within seconds, and retrain from corrections."""
+        scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
+        scheduler.add_job(self.classifier.reload_rules_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
+                          id="reload_rules")
+
+        async def retrain_job() -> None:
+            try:
+                await asyncio.to_thread(self.retrain)
+            except Exception:  # a failed retrain keeps the current model; the daemon goes on
+                logger.exception("retrain_failed")
+
+        scheduler.add_job(retrain_job, "interval", minutes=self.settings.classify.retrain_check_minutes,
+                          id="retrain")
+        return scheduler
+
     async def run_forever(self) -> None:
         with exclusive(self.settings.database):
             await self._forever()
@@ -144,16 +187,25 @@ class Daemon:
             while not stop.is_set():
                 await _wait(process_wake, RESCAN_SECONDS)
                 process_wake.clear()
-                if await asyncio.to_thread(pipeline.process_pending):
-                    flag_wake.set()
-                    send_wake.set()
+                try:
+                    if await asyncio.to_thread(pipeline.process_pending):
+                        flag_wake.set()
+                        send_wake.set()
+                except Exception:  # e.g. the database is unavailable: log, wait, try again
+                    logger.exception("processing_failed")
+                    await _wait(asyncio.Event(), ERROR_PAUSE_SECONDS)
 
         async def sending() -> None:
             while not stop.is_set():
-                await sender.send_due()
-                next_due = await asyncio.to_thread(send_store.next_outbox_time)
-                timeout = RESCAN_SECONDS if next_due is None else \
-                    max(0.05, min(RESCAN_SECONDS, (next_due - self.clock()).total_seconds()))
+                timeout = RESCAN_SECONDS
+                try:
+                    await sender.send_due()
+                    next_due = await asyncio.to_thread(send_store.next_outbox_time)
+                    if next_due is not None:
+                        timeout = max(0.05, min(RESCAN_SECONDS, (next_due - self.clock()).total_seconds()))
+                except Exception:  # the outbox stays in the database; try again after a pause
+                    logger.exception("sending_failed")
+                    timeout = ERROR_PAUSE_SECONDS
                 await _wait(send_wake, timeout)
                 send_wake.clear()
 
@@ -164,11 +216,14 @@ class Daemon:
             send_wake.set()
 
         thread.start()
+        scheduler = self._scheduler()
+        scheduler.start()
         tasks = [asyncio.create_task(t()) for t in (processing, sending)]
         try:
             await watch_stop()
             await asyncio.wait(tasks, timeout=30)
         finally:
+            scheduler.shutdown(wait=False)
             self.stop_event.set()
             for task in tasks:
                 task.cancel()

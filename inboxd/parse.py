@@ -9,10 +9,10 @@ is done here, where every failure can be caught and worked around.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -21,7 +21,9 @@ from itertools import islice
 
 from inscriptis import get_text
 
-from inboxd.charsets import Decoded, ascii_compatible, decode_bytes
+from inboxd.charsets import (
+    Decoded, ascii_compatible, decode_bytes, decode_words, is_cjk, lenient_b64decode,
+)
 from inboxd.models import Attachment, ParsedMessage
 
 MAX_DEPTH = 20  # multipart nesting followed; deeper parts are dropped with a defect
@@ -34,12 +36,12 @@ MAX_DEFECTS = 50
 _PARSER = BytesParser(policy=compat32)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NEWLINES = re.compile(r"[\r\n]+")
-_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?(.*?)\?=", re.S)
 _BRACKETED = re.compile(r"<([^<>]*)>")
 _ADDR_SPEC = re.compile(r"[^\s<>,;:\"()\[\]]+@[^\s<>,;:\"()\[\]]+")
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_NOT_B64 = bytes(sorted(set(range(256)) - set(_B64_ALPHABET)))
 _BODY_TYPES = ("text/plain", "text/html")
+_HEADER_START = re.compile(rb"[\x21-\x39\x3b-\x7e]+:|From |[ \t]")  # as the stdlib sees it
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_DELIMITER = re.compile(rb'^--(-*[^\s"-][^\s"]*?)(?:--)?[ \t\r]*$', re.M)  # not a "----" rule
 
 
 def parse_message(raw: bytes, *, max_text_chars: int = 200_000) -> ParsedMessage:
@@ -58,16 +60,18 @@ def parse_message(raw: bytes, *, max_text_chars: int = 200_000) -> ParsedMessage
 
 
 def _parse(raw: bytes, max_text_chars: int) -> ParsedMessage:
+    """The real work; every step degrades to a defect instead of raising."""
     defects: list[str] = []
-    try:
-        msg = _PARSER.parsebytes(raw)
-    except RecursionError:  # the stdlib parser recurses once per nesting level
-        defects.append("nesting too deep: body kept unsplit")
-        msg = _PARSER.parsebytes(raw, headersonly=True)
+    msg = _parse_bytes(raw, defects)
+    if any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in msg.defects):
+        repaired = _parse_bytes(_repair_headers(raw), [])
+        if len(repaired) > len(msg):
+            defects.append("stray lines in header block folded")
+            msg = repaired
     leaves = list(_leaves(msg, 0, defects))
-    # Undeclared 8-bit headers are most often in the body's charset.
-    charsets = (p.get_content_charset() for p in [msg, *leaves])
-    hint = next((c for c in charsets if ascii_compatible(c)), None)
+    # Undeclared 8-bit headers are most often in a charset the body declares (a CJK one if any).
+    charsets = [c for p in _all_parts(msg) if ascii_compatible(c := p.get_content_charset())]
+    hint = next((c for c in charsets if is_cjk(c)), charsets[0] if charsets else None)
     dec = _HeaderDecoder(hint, defects)
     first: dict[str, str] = {}
     for name, value in msg.raw_items():
@@ -87,7 +91,7 @@ def _parse(raw: bytes, max_text_chars: int) -> ParsedMessage:
         subject=dec.text(first.get("subject", "")),
         date=_date(dec.unfold(first.get("date", ""))),
         headers=tuple((n.lower(), dec.text(v)) for n, v in islice(msg.raw_items(), MAX_HEADERS)),
-        content_type=msg.get_content_type(),
+        content_type=_ctype(msg),
         text=body.text,
         html=body.html,
         attachments=tuple(_attachment(p, dec) for p in leaves if id(p) not in body.part_ids),
@@ -98,11 +102,48 @@ def _parse(raw: bytes, max_text_chars: int) -> ParsedMessage:
     )
 
 
+def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
+    try:
+        return _PARSER.parsebytes(raw)
+    except RecursionError:  # the stdlib parser recurses once per nesting level
+        defects.append("nesting too deep: body kept unsplit")
+        return _PARSER.parsebytes(raw, headersonly=True)
+
+
+def _repair_headers(raw: bytes) -> bytes:
+    """Fold stray lines of the header block into the header above (a mailer that forgot to
+    indent a continuation, a pasted header block) and drop a junk first line, so the
+    headers after them are not read as body."""
+    end = _BLANK_LINE.search(raw)
+    head, rest = (raw[: end.end()], raw[end.end() :]) if end else (raw, b"")
+    lines = head.splitlines(keepends=True)
+    ok = [bool(_HEADER_START.match(line)) for line in lines]
+    last = max((i for i, good in enumerate(ok) if good), default=-1)
+    fixed = [line if good or i > last else b" " + line
+             for i, (line, good) in enumerate(zip(lines, ok)) if good or i > 0 or last < 0]
+    return b"".join(fixed) + rest
+
+
+def _all_parts(msg: Message, limit: int = 1000) -> list[Message]:
+    """Parts at any depth, enclosed messages included, breadth-first without recursion."""
+    parts = [msg]
+    for part in parts:
+        if len(parts) >= limit:
+            break
+        if part.is_multipart():
+            parts.extend(part.get_payload())
+    return parts[:limit]
+
+
 def _leaves(part: Message, depth: int, defects: list[str]) -> Iterator[Message]:
     """Content-carrying parts in order; a message/* part is one leaf, since its body belongs
     to the enclosed message, not to this one."""
     defects.extend(type(d).__name__ for d in part.defects)
-    if part.get_content_maintype() == "message" or not part.is_multipart():
+    unsplit = part.get_content_maintype() == "multipart" and not part.is_multipart()
+    if unsplit and depth < MAX_DEPTH and (resplit := _resplit(part)) is not None:
+        defects.append("multipart boundary mismatch: split at the boundary found")
+        yield from _leaves(resplit, depth + 1, defects)
+    elif part.get_content_maintype() == "message" or not part.is_multipart():
         yield part
     elif depth >= MAX_DEPTH:
         defects.append("multipart nesting too deep: inner parts dropped")
@@ -111,16 +152,32 @@ def _leaves(part: Message, depth: int, defects: list[str]) -> Iterator[Message]:
             yield from _leaves(sub, depth + 1, defects)
 
 
+def _resplit(part: Message) -> Message | None:
+    """Reparse a multipart whose declared boundary never occurs (or is missing) with the
+    first delimiter-looking line of its body, as left by mailers that rewrite boundaries.
+    The body is taken as is: multipart bodies are never transfer-encoded (RFC 2045 6.4)."""
+    payload = part._payload  # noqa: SLF001 - get_payload() decodes 8-bit text and can raise
+    body = _raw(payload) if isinstance(payload, str) else b""
+    found = _DELIMITER.search(body)
+    if found is None:
+        return None
+    ctype = _ctype(part).encode("ascii", "replace")
+    try:
+        return _PARSER.parsebytes(b'Content-Type: %s; boundary="%s"\n\n' % (ctype, found[1]) + body)
+    except RecursionError:
+        return None
+
+
 class _Body:
     """Choose and decode the body: first inline text/plain, else HTML converted to text."""
 
     def __init__(self, leaves: list[Message], defects: list[str], max_text_chars: int) -> None:
         # A multipart whose boundary never appeared stays one unsplit part: still readable.
         readable = [p for p in leaves if _readable(p)]
-        inline = [p for p in readable if _filename_param(p) is None]
+        inline = [p for p in readable if not _named(p)]
         pool = inline or readable  # named parts only when nothing else can be the body
-        plain = next((p for p in pool if p.get_content_type() != "text/html"), None)
-        html_part = next((p for p in pool if p.get_content_type() == "text/html"), None)
+        plain = next((p for p in pool if _ctype(p) != "text/html"), None)
+        html_part = next((p for p in pool if _ctype(p) == "text/html"), None)
         self.part_ids = {id(p) for p in [*inline, plain, html_part] if p is not None}
         self.html: str | None = None
         self.decoded: Decoded | None = None
@@ -142,7 +199,7 @@ class _Body:
 
 
 def _readable(part: Message) -> bool:
-    ctype = part.get_content_type()
+    ctype = _ctype(part)
     unsplit = part.get_content_maintype() == "multipart" and not part.is_multipart()
     return (ctype in _BODY_TYPES or unsplit) and part.get_content_disposition() != "attachment"
 
@@ -161,40 +218,40 @@ def _html_to_text(html: str, defects: list[str]) -> str:
 
 
 def _payload(part: Message, defects: list[str]) -> bytes:
-    """Decoded payload bytes, tolerating broken base64 and odd Content-Transfer-Encodings."""
-    data = _raw(part.get_payload() if isinstance(part.get_payload(), str) else "")
-    cte = _header_value(part, "content-transfer-encoding").strip().strip("\"'").lower()
-    if cte == "base64":
-        return _b64decode(data.translate(None, _NOT_B64), defects)
-    if cte == "quoted-printable":
-        return binascii.a2b_qp(data)
-    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-        decoded = part.get_payload(decode=True)
-        return decoded if isinstance(decoded, bytes) else data
+    """Decoded payload bytes, tolerating broken base64 and padded or quoted CTE names."""
+    cte = _header_value(part, "content-transfer-encoding")
+    if cte.strip(" \t\"'").lower() != cte:  # the stdlib only decodes exact lower-case names
+        part.replace_header("content-transfer-encoding", cte.strip(" \t\"'").lower())
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return b""
+    if any(isinstance(d, InvalidBase64LengthDefect) for d in part.defects):
+        return lenient_b64decode(data, defects)  # the stdlib gave up and returned it encoded
     return data
 
 
-def _b64decode(data: bytes, defects: list[str]) -> bytes:
-    """Base64 without padding rules: a lost character must not lose the whole part."""
-    if len(data) % 4 == 1:
-        defects.append("base64 length invalid")
-        data = data[:-1]
-    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
-
-
 def _attachment(part: Message, dec: _HeaderDecoder) -> Attachment:
-    name = _filename_param(part)
-    if isinstance(name, tuple):  # RFC 2231: (charset, language, percent-decoded text)
-        filename = dec.line(decode_bytes(_raw(name[2]), name[0] or dec.hint).text)
-    else:
-        filename = dec.text(name or "")
-    return Attachment(filename=filename or None, content_type=part.get_content_type(),
+    return Attachment(filename=_filename(part, dec), content_type=_ctype(part),
                       size=_size(part, dec.defects))
 
 
-def _filename_param(part: Message) -> str | tuple[str, str, str] | None:
-    value = part.get_param("filename", None, "content-disposition")
-    return part.get_param("name") if value is None else value  # type: ignore[return-value]
+def _named(part: Message) -> bool:
+    return any(part.get_param(param, None, header) is not None
+               for header, param in (("content-disposition", "filename"), ("content-type", "name")))
+
+
+def _filename(part: Message, dec: _HeaderDecoder) -> str | None:
+    """Decoded filename: RFC 2231, RFC 2047 words (invalid there, but common) or raw 8-bit
+    bytes. Read from the raw header, since the stdlib turns 8-bit bytes into U+FFFD."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        scratch = Message()
+        scratch[header] = dec.unfold(_header_value(part, header))
+        value = scratch.get_param(param, None, header)
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+            return dec.line(decode_bytes(_raw(value[2]), value[0] or dec.hint).text) or None
+        if value is not None:
+            return dec.line(decode_words(value, dec.defects)) or None
+    return None
 
 
 def _size(part: Message, defects: list[str]) -> int:
@@ -220,55 +277,18 @@ class _HeaderDecoder:
         return value if value.isascii() else decode_bytes(_raw(value), self.hint).text
 
     def text(self, value: str) -> str:
-        return self.line(self.words(self.unfold(value)))
+        return self.line(decode_words(self.unfold(value), self.defects))
 
     @staticmethod
     def line(value: str) -> str:
         """No CR/LF, so a header value can never inject a header into a reply."""
         return _safe(_NEWLINES.sub(" ", value)).strip()
 
-    def words(self, value: str) -> str:
-        """Decode RFC 2047 encoded words; adjacent words in one charset are joined as bytes
-        first, because mailers split multi-byte characters across words."""
-        if "=?" not in value:
-            return value
-        out: list[str] = []
-        run, run_charset, pos = b"", None, 0
-        for match in _WORD.finditer(value):
-            gap = value[pos : match.start()]
-            pos = match.end()
-            charset, data = match.group(1).split("*", 1)[0].lower(), self._word_bytes(match)
-            adjacent = run_charset is not None and data is not None and not gap.strip()
-            if adjacent and charset == run_charset:
-                run += data
-                continue
-            if run_charset is not None:
-                out.append(decode_bytes(run, run_charset).text)
-            out.append("" if adjacent else gap)
-            if data is None:
-                out.append(match.group(0))
-                run, run_charset = b"", None
-            else:
-                run, run_charset = data, charset
-        if run_charset is not None:
-            out.append(decode_bytes(run, run_charset).text)
-        out.append(value[pos:])
-        return "".join(out)
-
-    def _word_bytes(self, match: re.Match[str]) -> bytes | None:
-        payload = match.group(3)
-        if not payload.isascii():
-            self.defects.append("invalid encoded word")
-            return None
-        if match.group(2) in "qQ":
-            return binascii.a2b_qp(payload.encode(), header=True)
-        return _b64decode(payload.encode().translate(None, _NOT_B64), self.defects)
-
     def addresses(self, value: str) -> list[tuple[str, str]]:
         """(display name, lower-cased addr-spec) pairs that have an @. Names are decoded after
         splitting, so an encoded comma cannot split one address in two."""
         text = self.unfold(value)
-        found = [(self.line(self.words(name)), _safe("".join(addr.split()).lower()))
+        found = [(self.line(decode_words(name, self.defects)), _safe("".join(addr.split()).lower()))
                  for name, addr in getaddresses([text])]
         found = [(name.strip("\"' "), addr) for name, addr in found if "@" in addr]
         return found or [("", _safe(a).lower()) for a in _ADDR_SPEC.findall(text)]
@@ -291,6 +311,11 @@ def _date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return date if date.tzinfo else date.replace(tzinfo=timezone.utc)
+
+
+def _ctype(part: Message) -> str:
+    """The stdlib's lower-cased type, cut at whitespace (a missing ';' leaves params in it)."""
+    return part.get_content_type().split()[0]
 
 
 def _header_value(part: Message, name: str) -> str:

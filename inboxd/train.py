@@ -204,3 +204,26 @@ def read_examples(path: Path) -> list[Example]:
 
 def bundled_examples(directory: Path = BUNDLED_TRAINING) -> list[Example]:
     return [e for path in sorted(directory.glob("*.jsonl")) for e in read_examples(path)]
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    model: TrainedModel | None  # the new model when it should replace the current one
+    new_score: float | None
+    old_score: float | None
+    held_out: int
+
+
+def retrain(current: TrainedModel | None, base: list[Example], corrections: list[Example]) -> RetrainResult:
+    """Train on the base data plus the team's corrections; keep the result only if it is not worse.
+
+    Both models are scored (macro-F1) on the same held-out examples, which include the
+    held-out share of the corrections, so the comparison measures what the team taught.
+    """
+    examples = base + corrections
+    candidate = train(examples, corrections=len(corrections))
+    holdout = held_out(examples)
+    new_score = evaluate(candidate, holdout)["macro_f1"]
+    old_score = evaluate(current, holdout)["macro_f1"] if current is not None else None
+    better = old_score is None or (new_score is not None and new_score >= old_score)
+    return RetrainResult(candidate if better else None, new_score, old_score, len(holdout))
