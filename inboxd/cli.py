@@ -97,15 +97,16 @@ def tickets() -> None:
 def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
     """List tickets, newest first."""
     store = _store(ctx)
-    sql = "SELECT ticket_id, status, requester, language, subject, created_at, updated_at FROM tickets"
+    sql = ("SELECT ticket_id, status, priority, category, requester, language, subject, created_at, updated_at "
+           "FROM tickets")
     rows = store.query(sql + (" WHERE status=?" if status else "") + " ORDER BY id DESC",
                        (status,) if status else ())
     if as_json:
         _dump(rows)
         return
     for row in rows:
-        click.echo(f"{row['ticket_id']:<10} {row['status']:<9} {row['language']:<8} "
-                   f"{row['requester']:<32} {row['subject'][:60]}")
+        click.echo(f"{row['ticket_id']:<10} {row['status']:<9} {row['priority']:<7} {row['category'] or '-':<10} "
+                   f"{row['language']:<8} {row['requester']:<32} {row['subject'][:50]}")
     if not rows:
         click.echo("No tickets.")
 
@@ -118,7 +119,7 @@ def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
     ticket_id = ticket["ticket_id"]
     messages = store.query("SELECT id, direction, kind, message_id, from_addr, from_name, to_addrs, cc_addrs, "
                            "subject, body, attachments, language, charset_declared, charset_used, "
-                           "charset_guessed, defects, no_ack_reason, created_at FROM messages "
+                           "charset_guessed, defects, no_ack_reason, classification, created_at FROM messages "
                            "WHERE ticket_id=? ORDER BY id", (ticket_id,))
     for message in messages:
         for key in ("to_addrs", "cc_addrs", "attachments", "defects"):
@@ -127,9 +128,11 @@ def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
     events = store.query("SELECT at, kind, actor, detail FROM events WHERE ticket_id=? ORDER BY id", (ticket_id,))
     for event in events:
         event["detail"] = json.loads(event["detail"])
+    for message in messages:
+        message["classification"] = json.loads(message["classification"]) if message["classification"] else None
     participants = store.participants(ticket_id)
-    return {**ticket, "cc": [a for a, role in participants.items() if role == "cc"],
-            "messages": messages, "events": events}
+    return {**ticket, "spam": bool(ticket["spam"]), "tags": store.tags(ticket_id),
+            "cc": [a for a, role in participants.items() if role == "cc"], "messages": messages, "events": events}
 
 
 @tickets.command("show")
@@ -148,6 +151,8 @@ def tickets_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
     click.echo(f"{details['ticket_id']}  [{details['status']}]  {details['subject']}")
     click.echo(f"Requester: {details['requester_name']} <{details['requester']}>   Language: "
                f"{details['language']}   Created: {details['created_at']}")
+    click.echo(f"Category: {details['category'] or '-'}   Priority: {details['priority']}   "
+               f"Tags: {', '.join(details['tags']) or '-'}" + ("   SPAM" if details["spam"] else ""))
     if details["cc"]:
         click.echo(f"Cc: {', '.join(details['cc'])}")
     if details["first_response_due"]:

@@ -18,6 +18,7 @@ import shutil
 import socket
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +32,10 @@ from inboxd.config import load_settings
 from inboxd.daemon import Daemon
 from inboxd.fetch import Fetched
 from inboxd.store import Store
+from inboxd.train import bundled_examples, save, train
 
 DEMO_MAILBOX = Path(__file__).resolve().parent.parent / "data" / "demo" / "mailbox"
+BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
 DEMO_NOW = datetime(2026, 11, 24, 11, 5, tzinfo=ZoneInfo("Asia/Taipei"))
 DEMO_CONFIG = """\
 # Written by `inboxd demo`: the sample mailbox is read from {mailbox}
@@ -57,6 +60,10 @@ holidays = ["2026-12-25", "2027-01-01"]
 
 [storage]
 database = "inboxd-demo.db"
+
+[classify]
+rules_dir = "{rules}"
+model = "model.joblib"
 """
 
 
@@ -116,9 +123,14 @@ def run_demo(keep: Path | None = None) -> None:
     controller.start()
     try:
         config = workdir / "inboxd.toml"
-        config.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, smtp_port=controller.port), encoding="utf-8")
+        config.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, smtp_port=controller.port, rules=BUNDLED_RULES),
+                          encoding="utf-8")
         (workdir / "inboxd-demo.db").unlink(missing_ok=True)
         settings = load_settings(config)
+        examples = bundled_examples()
+        if examples:
+            click.echo(f"Training the category model on {len(examples)} bundled examples...")
+            save(train(examples), settings.classify.model)
         daemon = Daemon(settings, source=DirectoryMailbox(DEMO_MAILBOX), clock=lambda: DEMO_NOW)
         asyncio.run(daemon.run_once())
         _report(Store(settings.database), capture.messages, settings.database)
@@ -133,15 +145,18 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
                 bold=True)
     click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
     click.secho("Tickets", bold=True)
-    for t in store.query("SELECT ticket_id, status, language, requester, subject FROM tickets ORDER BY id"):
+    for t in store.query("SELECT ticket_id, status, language, requester, subject, category, priority "
+                         "FROM tickets ORDER BY id"):
         messages = store.query("SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in'",
                                (t["ticket_id"],))[0]["n"]
         ack = store.query("SELECT kind, detail FROM events WHERE ticket_id=? AND kind IN "
                           "('ack_queued', 'ack_suppressed')", (t["ticket_id"],))
         note = "ack queued" if ack and ack[0]["kind"] == "ack_queued" else \
             f"no ack: {json.loads(ack[0]['detail']).get('reason')}" if ack else ""
-        click.echo(f"  {t['ticket_id']:<7} {t['language']:<8} {messages} msg  {t['requester']:<28} "
-                   f"{t['subject'][:44]:<44}  {note}")
+        tags = ",".join(store.tags(t["ticket_id"]))
+        click.echo(f"  {t['ticket_id']:<7} {t['language']:<8} {messages} msg  {t['requester'][:26]:<26} "
+                   f"{_cut(t['subject'], 34)}  {t['category'] or '?':<9} {t['priority']:<6} {tags}")
+        click.echo(f"  {'':<7} {note}")
     status = store.status()
     click.echo(f"\nQuarantined (stored, not ticketed): {status['messages_quarantined']}   "
                f"Outbox: {status['outbox_pending']} pending, {status['outbox_failed']} failed   "
@@ -161,3 +176,14 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
 def _plain(msg: email.message.EmailMessage) -> str:
     body = msg.get_body(("plain",))
     return str(body.get_content()) if body is not None else ""
+
+
+def _cut(text: str, width: int) -> str:
+    """Cut and pad to a display width, counting CJK characters as two columns."""
+    out, used = "", 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > width:
+            break
+        out, used = out + ch, used + w
+    return out + " " * (width - used)

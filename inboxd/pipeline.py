@@ -26,7 +26,7 @@ from inboxd.models import Attachment, ParsedMessage
 from inboxd.mood import raise_to
 from inboxd.parse import parse_message
 from inboxd.render import Renderer
-from inboxd.rules import MailFacts, facts_from
+from inboxd.rules import facts_from
 from inboxd.store import RawRow, Store, iso, utcnow
 from inboxd.thread import find_ticket
 
@@ -96,11 +96,7 @@ class Pipeline:
                 return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
             language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
             match = find_ticket(parsed, store, support.ticket_prefix)
-            unanswered = 1 + (self._unanswered(match.ticket_id) if match.ticket_id else 0)
-            verdict = self.classifier.classify(
-                subject=parsed.subject, body=parsed.text, facts=self._facts(row, parsed, language),
-                sender=parsed.from_addr, language=language, unanswered=unanswered)
-            others = [a for a in (*parsed.to, *parsed.cc) if a not in support.own_addresses]
+            verdict, reason = self._classify(row, parsed, language, match.ticket_id)
             if match.ticket_id is None:
                 ticket_id = store.create_ticket(
                     support.ticket_prefix, subject=parsed.subject, requester=parsed.from_addr,
@@ -117,12 +113,9 @@ class Pipeline:
                 action = "joined"
             store.add_tags(ticket_id, verdict.tags)
             store.log_event(ticket_id, "classified", now, **_explain(verdict))
-            for address in others:
-                store.add_participant(ticket_id, address, "cc")
-            reason = no_ack_reason(parsed, support.own_addresses)
-            if reason is None and not verdict.acknowledge:
-                reason = "classified as spam" if verdict.spam else \
-                    f"turned off by rule: {', '.join(verdict.rules_fired)}"
+            for address in (*parsed.to, *parsed.cc):
+                if address not in support.own_addresses:
+                    store.add_participant(ticket_id, address, "cc")
             store.add_message(
                 ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
                 message_id=parsed.message_id, in_reply_to=parsed.in_reply_to, references=parsed.references,
@@ -140,11 +133,24 @@ class Pipeline:
                 "charset": parsed.charset_used, "category": verdict.category, "priority": verdict.priority,
                 "ack": ack, "thread": match.reason}
 
-    def _facts(self, row: RawRow, parsed: ParsedMessage, language: str) -> MailFacts:
-        return facts_from(from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, subject=parsed.subject,
-                          body=parsed.text, language=language, mailbox=(row.account, row.folder),
-                          attachments=[(a.filename, a.content_type) for a in parsed.attachments],
-                          headers=parsed.headers)
+    def _classify(self, row: RawRow, parsed: ParsedMessage, language: str,
+                  ticket_id: str | None) -> tuple[Classification, str | None]:
+        """The classification, and why the mail must get no acknowledgement (None if it may)."""
+        facts = facts_from(from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, subject=parsed.subject,
+                           body=parsed.text, language=language, mailbox=(row.account, row.folder),
+                           attachments=[(a.filename, a.content_type) for a in parsed.attachments],
+                           headers=parsed.headers)
+        unanswered = 1 + (self._unanswered(ticket_id) if ticket_id else 0)
+        verdict = self.classifier.classify(subject=parsed.subject, body=parsed.text, facts=facts,
+                                           sender=parsed.from_addr, language=language, unanswered=unanswered)
+        reason = no_ack_reason(parsed, self.settings.support.own_addresses)
+        if reason is not None:  # machine-sent mail: its wording says nothing about urgency
+            tags = tuple(t for t in verdict.tags if t not in ("urgent", "angry")) + ("auto-reply",)
+            return replace(verdict, priority="low", tags=tags), reason
+        if not verdict.acknowledge:
+            reason = "classified as spam" if verdict.spam else \
+                f"turned off by rule: {', '.join(verdict.rules_fired)}"
+        return verdict, reason
 
     def _unanswered(self, ticket_id: str) -> int:
         """Customer mails on the ticket since the team last wrote (acknowledgements do not count)."""
