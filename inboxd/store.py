@@ -112,9 +112,9 @@ class Store:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")  # first, so the statements below wait for a lock too
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
         self.db = Database(conn)
         self.conn = conn
         self._migrate()
