@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
-from inboxd.businesstime import format_due, format_duration
+from inboxd.businesstime import Duration, format_due, format_duration
 from inboxd.config import SUPPORTED_LANGUAGES, SupportSettings
 from inboxd.models import ParsedMessage
 from inboxd.render import Renderer, one_line
@@ -38,9 +38,9 @@ def reply_language(detected: str, default: str) -> str:
     return detected if detected in SUPPORTED_LANGUAGES else default
 
 
-def expected_reply(support: SupportSettings, received: datetime) -> datetime:
+def expected_reply(support: SupportSettings, received: datetime, target: Duration) -> datetime:
     """When the first answer is due: the first-response target counted in business time."""
-    return support.calendar.add(received, support.first_response)
+    return support.calendar.add(received, target)
 
 
 def address_header(name: str, addr: str) -> Address | str:
@@ -52,7 +52,7 @@ def address_header(name: str, addr: str) -> Address | str:
 
 
 def build_ack(*, ticket_id: str, parsed: ParsedMessage, language: str, support: SupportSettings,
-              renderer: Renderer, due: datetime, now: datetime) -> OutgoingMail:
+              renderer: Renderer, due: datetime, target: Duration, now: datetime) -> OutgoingMail:
     assert parsed.from_addr is not None
     context = {
         "ticket_id": ticket_id,
@@ -61,7 +61,7 @@ def build_ack(*, ticket_id: str, parsed: ParsedMessage, language: str, support: 
         "support_name": support.name,
         "support_address": support.address,
         "due_text": format_due(due, support.timezone, language),
-        "target_text": format_duration(support.first_response, language),
+        "target_text": format_duration(target, language),
         "excerpt": parsed.text.strip()[:EXCERPT_CHARS],
     }
     rendered = renderer.render("ack", language, context)

@@ -89,6 +89,28 @@ class ClassifySettings:
     retrain_check_minutes: float
 
 
+PRIORITY_NAMES = ("low", "normal", "high", "urgent")
+TARGETS = ("first_response", "next_response", "resolution")
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    """Targets per priority; a missing target means none is promised for it."""
+
+    name: str
+    targets: dict[str, dict[str, Duration]]  # target name -> priority -> duration
+
+    def target(self, which: str, priority: str) -> Duration | None:
+        return self.targets.get(which, {}).get(priority)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    agents_file: Path
+    routes_file: Path
+    reply_secret: str = field(repr=False)  # empty: a secret kept in the database is used
+
+
 @dataclass(frozen=True)
 class Settings:
     path: Path
@@ -97,13 +119,16 @@ class Settings:
     support: SupportSettings
     database: Path
     classify: ClassifySettings
+    routing: RoutingSettings
+    sla_policies: dict[str, SlaPolicy]
+    default_policy: str
     templates: Path | None  # None: the templates shipped with inboxd
     log_level: str
     log_format: str
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in a log line."""
-        return tuple(s for s in (self.imap.password, self.smtp.password) if s)
+        return tuple(s for s in (self.imap.password, self.smtp.password, self.routing.reply_secret) if s)
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -221,6 +246,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "templates": {
         "directory": Key(str, ""),
     },
+    "routing": {
+        "agents": Key(str, "agents.toml"),
+        "reply_secret": Key(str, ""),
+        "reply_secret_env": Key(str, ""),
+    },
+    "sla": {
+        "default_policy": Key(str, "standard"),
+        "policies": Key(dict, {}),
+    },
     "logging": {
         "level": Key(str, "info", _choice("debug", "info", "warning", "error")),
         "format": Key(str, "text", _choice("text", "json")),
@@ -311,16 +345,15 @@ def _validate(path: Path, text: str, data: dict[str, Any]) -> dict[str, dict[str
     return values
 
 
-def _secret(path: Path, text: str, section: str, values: dict[str, Any]) -> str:
-    """A password given inline or, better, through an environment variable."""
-    if values["password_env"]:
-        name = values["password_env"]
+def _secret(path: Path, text: str, section: str, values: dict[str, Any], key: str = "password") -> str:
+    """A secret given inline or, better, through an environment variable (``<key>_env``)."""
+    name = values[f"{key}_env"]
+    if name:
         if name not in os.environ:
-            raise ConfigError(path, find_line(text, section, "password_env"),
-                              f"[{section}] password_env names the environment variable {name}, "
-                              "which is not set")
+            raise ConfigError(path, find_line(text, section, f"{key}_env"),
+                              f"[{section}] {key}_env names the environment variable {name}, which is not set")
         return os.environ[name]
-    return str(values["password"])
+    return str(values[key])
 
 
 def _calendar(path: Path, text: str, s: dict[str, Any]) -> BusinessCalendar:
@@ -346,6 +379,39 @@ def _calendar(path: Path, text: str, s: dict[str, Any]) -> BusinessCalendar:
                                        holidays=s["holidays"], extra_workdays=s["extra_workdays"])
     except ValueError as exc:
         raise ConfigError(path, find_line(text, "support"), f"[support] {exc}") from None
+
+
+def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> dict[str, SlaPolicy]:
+    """``[sla.policies.NAME]`` tables: each target a duration, or a table of durations per priority."""
+    policies: dict[str, SlaPolicy] = {}
+    for name, spec in values["policies"].items():
+        section = f"sla.policies.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(path, find_line(text, "sla", "policies"), f"[{section}] must be a table")
+        targets: dict[str, dict[str, Duration]] = {}
+        for key, value in spec.items():
+            line = find_line(text, section, key)
+            if key not in TARGETS:
+                raise ConfigError(path, line, f"unknown setting '{key}' in [{section}]; known: {', '.join(TARGETS)}")
+            per = value if isinstance(value, dict) else {p: value for p in PRIORITY_NAMES}
+            targets[key] = {}
+            for priority, duration in per.items():
+                if priority not in PRIORITY_NAMES or not isinstance(duration, str):
+                    raise ConfigError(path, line, f"[{section}] {key} takes a duration like \"4h\", or one per "
+                                                  f"priority: {{ urgent = \"1h\", high = \"4h\", normal = \"1d\" }}")
+                try:
+                    targets[key][priority] = parse_duration(duration)
+                except ValueError as exc:
+                    raise ConfigError(path, line, f"[{section}] {key}: {exc}") from None
+        policies[name] = SlaPolicy(name, targets)
+    if not policies:  # no policies written: the [support] first_response target for every priority
+        policies[values["default_policy"]] = SlaPolicy(values["default_policy"], {
+            "first_response": {p: fallback for p in PRIORITY_NAMES}})
+    if values["default_policy"] not in policies:
+        raise ConfigError(path, find_line(text, "sla", "default_policy"),
+                          f"[sla] default_policy '{values['default_policy']}' is not one of the policies: "
+                          + ", ".join(policies))
+    return policies
 
 
 def load_settings(path: Path | str) -> Settings:
@@ -396,6 +462,12 @@ def load_settings(path: Path | str) -> Settings:
             extra_addresses=tuple(a.lower() for a in s["other_addresses"]),
         ),
         database=here / v["storage"]["database"],
+        routing=RoutingSettings(
+            agents_file=here / v["routing"]["agents"], routes_file=here / c["rules_dir"] / "routing.toml",
+            reply_secret=_secret(path, text, "routing", v["routing"], "reply_secret"),
+        ),
+        sla_policies=_sla(path, text, v["sla"], first_response),
+        default_policy=v["sla"]["default_policy"],
         classify=ClassifySettings(
             rules_dir=here / c["rules_dir"], model=here / c["model"], min_confidence=float(c["min_confidence"]),
             vip=frozenset(a.lower().lstrip("@") for a in c["vip"]), retrain_after=c["retrain_after"],

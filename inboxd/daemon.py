@@ -26,6 +26,7 @@ from typing import IO, Iterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from inboxd.assign import Routing
 from inboxd.classify import Classifier
 from inboxd.config import Settings
 from inboxd.fetch import Fetcher, ImapSource, MailSource
@@ -79,6 +80,7 @@ class Daemon:
         c = settings.classify
         self.classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence,
                                      vip=c.vip)
+        self.routing = Routing(settings)
         self.stop_event = threading.Event()
 
     def _fetcher(self, store: Store, on_stored: Callable[[], None] = lambda: None) -> Fetcher:
@@ -114,7 +116,7 @@ class Daemon:
         return mailbox_ok
 
     def _pipeline(self, store: Store) -> Pipeline:
-        return Pipeline(self.settings, store, self.renderer, self.classifier, self.clock)
+        return Pipeline(self.settings, store, self.renderer, self.classifier, self.routing, self.clock)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -146,6 +148,8 @@ class Daemon:
         scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
         scheduler.add_job(self.classifier.reload_rules_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
                           id="reload_rules")
+        scheduler.add_job(self.routing.reload_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
+                          id="reload_routing")
 
         async def retrain_job() -> None:
             try:

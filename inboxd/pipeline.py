@@ -17,6 +17,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from inboxd.acknowledge import build_ack, expected_reply, reply_language
+from inboxd.assign import Routing, apply_assignment, decide, first_response_target, notify_owner
+from inboxd.businesstime import Duration
 from inboxd.classify import Classification, Classifier
 from inboxd.config import Settings
 from inboxd.language import detect_language
@@ -26,6 +28,7 @@ from inboxd.models import Attachment, ParsedMessage
 from inboxd.mood import raise_to
 from inboxd.parse import parse_message
 from inboxd.render import Renderer
+from inboxd.route import RouteContext
 from inboxd.rules import facts_from
 from inboxd.store import RawRow, Store, iso, utcnow
 from inboxd.thread import find_ticket
@@ -36,11 +39,12 @@ MAX_ATTEMPTS = 3
 
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, renderer: Renderer, classifier: Classifier,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 routing: Routing, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.store = store
         self.renderer = renderer
         self.classifier = classifier
+        self.routing = routing
         self.clock = clock
 
     def process_pending(self) -> int:
@@ -106,6 +110,11 @@ class Pipeline:
                                 follow_up_of=match.follow_up_of)
                 store.update_ticket(ticket_id, now, category=verdict.category, confidence=verdict.confidence,
                                     priority=verdict.priority, spam=int(verdict.spam))
+                assignment = decide(self.routing, self._context(row, parsed, verdict, now), store)
+                apply_assignment(store, ticket_id, assignment, now)
+                target = first_response_target(self.settings, assignment.sla, verdict.priority)
+                due = expected_reply(support, now, target)
+                store.update_ticket(ticket_id, now, first_response_due=iso(due))
                 action = "created"
             else:
                 ticket_id = match.ticket_id
@@ -116,7 +125,7 @@ class Pipeline:
             for address in (*parsed.to, *parsed.cc):
                 if address not in support.own_addresses:
                     store.add_participant(ticket_id, address, "cc")
-            store.add_message(
+            message_row = store.add_message(
                 ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
                 message_id=parsed.message_id, in_reply_to=parsed.in_reply_to, references=parsed.references,
                 from_addr=parsed.from_addr, from_name=parsed.from_name, to_addrs=parsed.to,
@@ -127,11 +136,22 @@ class Pipeline:
                 classification=json.dumps(_explain(verdict), ensure_ascii=False))
             ack = "not needed (follow-up)"
             if action == "created":
-                ack = self._acknowledge(ticket_id, parsed, language, reason, now)
+                ack = self._acknowledge(ticket_id, parsed, language, reason, due, target, now)
+            notified = "no (machine-sent or spam)"
+            if reason is None or not (verdict.spam or "auto-reply" in verdict.tags):
+                why = "new ticket" if action == "created" else "the customer wrote again"
+                notified = notify_owner(store, self.settings, self.routing, ticket_id, why=why, now=now,
+                                        message_id=message_row)
             store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
         return {"action": action, "ticket": ticket_id, "from": parsed.from_addr, "language": language,
                 "charset": parsed.charset_used, "category": verdict.category, "priority": verdict.priority,
-                "ack": ack, "thread": match.reason}
+                "ack": ack, "notified": notified, "thread": match.reason}
+
+    def _context(self, row: RawRow, parsed: ParsedMessage, verdict: Classification, now: datetime) -> RouteContext:
+        return RouteContext(category=verdict.category, tags=verdict.tags, priority=verdict.priority,
+                            language=verdict.language, sender=parsed.from_addr or "", subject=parsed.subject,
+                            body=parsed.text, mailbox=(row.account, row.folder), at=now,
+                            business_hours=self.settings.support.calendar.is_open(now))
 
     def _classify(self, row: RawRow, parsed: ParsedMessage, language: str,
                   ticket_id: str | None) -> tuple[Classification, str | None]:
@@ -192,12 +212,10 @@ class Pipeline:
         self.store.log_event(ticket_id, "message_added", now, actor=parsed.from_addr or "", reason=reason)
 
     def _acknowledge(self, ticket_id: str, parsed: ParsedMessage, language: str, reason: str | None,
-                     now: datetime) -> str:
+                     due: datetime, target: Duration, now: datetime) -> str:
         """Queue the acknowledgement unless loop protection or the hourly limit says no."""
         store, support = self.store, self.settings.support
         assert parsed.from_addr is not None
-        due = expected_reply(support, now)
-        store.update_ticket(ticket_id, now, first_response_due=iso(due))
         if reason is None and store.acks_sent_to(parsed.from_addr, now - timedelta(hours=1)) >= \
                 support.ack_limit_per_hour:
             reason = f"more than {support.ack_limit_per_hour} acknowledgements to this sender in an hour"
@@ -206,7 +224,7 @@ class Pipeline:
             return f"suppressed: {reason}"
         lang = reply_language(language, support.default_language)
         mail = build_ack(ticket_id=ticket_id, parsed=parsed, language=lang, support=support,
-                         renderer=self.renderer, due=due, now=now)
+                         renderer=self.renderer, due=due, target=target, now=now)
         store.enqueue(ticket_id=ticket_id, kind="ack", message_id=mail.message_id, mail_from=mail.mail_from,
                       recipients=list(mail.recipients), raw=mail.raw, now=now)
         store.add_message(ticket_id, direction="out", kind="ack", now=now, message_id=mail.message_id,

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from inboxd.tomlfile import FileProblems, locate, read_toml
 
 CATEGORIES = ("account", "billing", "refund", "shipping", "technical", "product", "complaint",
               "feedback", "spam")
@@ -41,12 +42,8 @@ OPERATORS = ("contains", "word", "regex", "is", "domain")
 ACTIONS = {"tags": list, "category": str, "priority": str, "spam": bool, "acknowledge": bool, "stop": bool}
 
 
-class RuleError(Exception):
+class RuleError(FileProblems):
     """One or more problems in rule files, each as ``file:line: message``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -92,22 +89,10 @@ class RuleOutcome:
 
 class _Compiler:
     def __init__(self, path: Path, text: str, index: int) -> None:
-        self.path, self.lines, self.index = path, text.splitlines(), index
-        self.start = _nth_header(self.lines, "rule", index)
+        self.path, self.text, self.index = path, text, index
 
     def where(self, key: str | None = None) -> str:
-        """``file:line`` of ``key`` inside this rule (the rule's header line when not found)."""
-        line = self.start
-        if key is not None:
-            pattern = re.compile(rf"(^|[.\s\"'{{,\[]){re.escape(key)}[\"']?\s*[=.\]]")
-            for number in range(self.start, len(self.lines)):  # the lines after the header
-                text = self.lines[number].split("#", 1)[0]
-                if text.strip().startswith("[["):
-                    break
-                if pattern.search(text):
-                    line = number + 1
-                    break
-        return f"{self.path}:{line}"
+        return locate(self.path, self.text, "rule", self.index, key)
 
     def fail(self, key: str | None, message: str) -> RuleError:
         return RuleError([f"{self.where(key)}: {message}"])
@@ -161,22 +146,10 @@ class _Compiler:
         return test
 
     def operator(self, op: str, values: list[str]) -> Callable[[str], bool]:
-        lowered = [v.lower() for v in values]
-        if op == "contains":
-            return lambda text: any(v in text.lower() for v in lowered)
-        if op == "is":
-            return lambda text: text.strip().lower() in lowered
-        if op == "domain":
-            return lambda text: any(text.lower().endswith(("@" + v.lstrip("@"), "." + v.lstrip("@")))
-                                    for v in lowered)
-        if op == "word":  # \b does not separate CJK characters: those fall back to substrings
-            patterns = [re.compile(rf"(?<!\w){re.escape(v)}(?!\w)", re.I) if v.isascii() else None for v in values]
-            return lambda text: any(p.search(text) if p else v in text for p, v in zip(patterns, values))
         try:
-            compiled = [re.compile(v, re.I) for v in values]
+            return text_matcher(op, values)
         except re.error as exc:
             raise self.fail("regex", f"the regular expression is not valid: {exc}") from None
-        return lambda text: any(p.search(text) for p in compiled)
 
     def actions(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict) or not spec:
@@ -196,27 +169,28 @@ class _Compiler:
         return dict(spec)
 
 
-def _nth_header(lines: list[str], name: str, index: int) -> int:
-    """1-based line of the ``index``-th ``[[name]]`` header."""
-    seen = -1
-    for number, line in enumerate(lines, start=1):
-        if re.match(rf"^\s*\[\[\s*{name}\s*\]\]", line):
-            seen += 1
-            if seen == index:
-                return number
-    return 1
+def text_matcher(op: str, values: list[str]) -> Callable[[str], bool]:
+    """A case-insensitive test of a text against any of ``values`` (re.error on a bad regex)."""
+    lowered = [v.lower() for v in values]
+    if op == "contains":
+        return lambda text: any(v in text.lower() for v in lowered)
+    if op == "is":
+        return lambda text: text.strip().lower() in lowered
+    if op == "domain":
+        return lambda text: any(text.lower().endswith(("@" + v.lstrip("@"), "." + v.lstrip("@"))) for v in lowered)
+    if op == "word":  # \b does not separate CJK characters: those fall back to substrings
+        patterns = [re.compile(rf"(?<!\w){re.escape(v)}(?!\w)", re.I) if v.isascii() else None for v in values]
+        return lambda text: any(p.search(text) if p else v in text for p, v in zip(patterns, values))
+    compiled = [re.compile(v, re.I) for v in values]
+    return lambda text: any(p.search(text) for p in compiled)
 
 
 def compile_file(path: Path) -> list[Rule]:
     """Rules of one file, or RuleError listing every problem found in it."""
     try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        raise RuleError([f"{path}:{m.group(1) if m else 1}: not valid TOML: {exc}"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError([f"{path}:1: cannot read the file: {exc}"]) from None
+        data, text = read_toml(path)
+    except FileProblems as exc:
+        raise RuleError(exc.problems) from None
     problems: list[str] = []
     for key in data:
         if key not in ("rule", "route"):

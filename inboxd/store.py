@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,13 @@ CREATE TABLE ticket_tags (ticket_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KE
 CREATE TABLE corrections (
     id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, text TEXT NOT NULL, field TEXT NOT NULL,
     old_value TEXT, new_value TEXT, actor TEXT NOT NULL, at TEXT NOT NULL);
+""", """
+ALTER TABLE tickets ADD COLUMN team TEXT;
+ALTER TABLE tickets ADD COLUMN owner TEXT;
+ALTER TABLE tickets ADD COLUMN sla_policy TEXT;
+CREATE INDEX tickets_owner ON tickets (owner, status);
+CREATE INDEX tickets_requester ON tickets (requester);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
@@ -322,6 +330,34 @@ class Store:
         rows = self.query("SELECT text, new_value FROM corrections WHERE id IN (SELECT MAX(id) FROM corrections "
                           "WHERE field='category' GROUP BY ticket_id)")
         return [(r["text"], r["new_value"]) for r in rows]
+
+    # --- assignment ---------------------------------------------------------------------
+
+    def open_tickets(self, email: str) -> int:
+        rows = self.query("SELECT COUNT(*) n FROM tickets WHERE owner=? AND status IN ('new','open','pending')",
+                          (email,))
+        return int(rows[0]["n"])
+
+    def last_assignee(self, team: str) -> str | None:
+        rows = self.query("SELECT json_extract(detail, '$.owner') AS owner FROM events WHERE kind='assigned' "
+                          "AND json_extract(detail, '$.team')=? AND json_extract(detail, '$.owner') IS NOT NULL "
+                          "ORDER BY id DESC LIMIT 1", (team,))
+        return rows[0]["owner"] if rows else None
+
+    def last_owner_of(self, customer: str) -> str | None:
+        rows = self.query("SELECT owner FROM tickets WHERE requester=? AND owner IS NOT NULL ORDER BY id DESC "
+                          "LIMIT 1", (customer,))
+        return rows[0]["owner"] if rows else None
+
+    def secret(self, key: str) -> str:
+        """A random secret created once and kept in the database (e.g. for reply tokens)."""
+        with self.tx():
+            rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
+            if rows:
+                return str(rows[0]["value"])
+            value = secrets.token_urlsafe(32)
+            self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return value
 
     # --- outbox -----------------------------------------------------------------------
 

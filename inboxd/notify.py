@@ -1,0 +1,108 @@
+"""Notify: the mail an agent gets when a ticket is theirs, and the alert a lead gets
+when nobody could take one.
+
+The notification's Reply-To is the support address with a plus-part that names
+the ticket and carries a token (an HMAC over ticket and agent), e.g.
+``support+SUP-1042.x7k2q9ab@example.com``: the agent's reply comes back to the
+support mailbox and can be recognised as theirs, without trusting the From line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from inboxd.acknowledge import OutgoingMail, address_header
+from inboxd.businesstime import format_due
+from inboxd.config import SupportSettings
+from inboxd.render import one_line
+
+TOKEN_LENGTH = 10
+
+
+def reply_token(secret: str, ticket_id: str, agent_email: str) -> str:
+    """A short token only inboxd can make: it proves a reply answers this agent's notification."""
+    digest = hmac.new(secret.encode(), f"{ticket_id}:{agent_email.lower()}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:TOKEN_LENGTH]
+
+
+def reply_address(support_address: str, ticket_id: str, token: str) -> str:
+    local, _, domain = support_address.partition("@")
+    return f"{local}+{ticket_id}.{token}@{domain}"
+
+
+def parse_reply_address(address: str, support_address: str) -> tuple[str, str] | None:
+    """(ticket_id, token) from a plus-address made by ``reply_address``, else None."""
+    local, _, domain = support_address.partition("@")
+    m = re.fullmatch(rf"{re.escape(local)}\+([A-Za-z0-9]+-\d+)\.([a-z2-7]+)@{re.escape(domain)}", address, re.I)
+    return (m.group(1).upper(), m.group(2).lower()) if m else None
+
+
+def _mail(support: SupportSettings, *, to: list[str], cc: list[str], subject: str, body: str, ticket_id: str,
+          now: datetime, reply_to: str | None, kind: str) -> OutgoingMail:
+    domain = support.address.rpartition("@")[2]
+    message_id = make_msgid(idstring=f"{kind}.{ticket_id}", domain=domain)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = address_header(support.name, support.address)
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = one_line(subject)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Inboxd-Ticket"] = ticket_id
+    msg.set_content(body, charset="utf-8")
+    return OutgoingMail(message_id=message_id, mail_from=support.address, recipients=tuple(dict.fromkeys(to + cc)),
+                        subject=one_line(subject), text=body, raw=msg.as_bytes())
+
+
+def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags: list[str], owner: str,
+                       watchers: list[str], secret: str, message: dict[str, Any], due: datetime | None,
+                       why: str, now: datetime) -> OutgoingMail:
+    """The owner's copy of a customer mail, with everything needed to answer it from the mail client."""
+    ticket_id = ticket["ticket_id"]
+    due_text = format_due(due, support.timezone, "en") if due else "no target"
+    body = "\n".join([
+        f"Ticket {ticket_id} is assigned to you ({why}).",
+        "Reply to this mail to answer the customer; your reply is sent from the support address.",
+        "",
+        f"Customer:  {ticket['requester_name']} <{ticket['requester']}>".replace(" <", " <", 1),
+        f"Category:  {ticket['category'] or 'not sorted (needs triage)'}",
+        f"Priority:  {ticket['priority']}",
+        f"Tags:      {', '.join(tags) or '-'}",
+        f"Language:  {ticket['language']}",
+        f"Team:      {ticket['team'] or '-'}",
+        f"Reply due: {due_text}",
+        "",
+        f"----- {message['from_name'] or message['from_addr']} wrote ({message['created_at'][:16]} UTC) -----",
+        "",
+        message["body"].strip(),
+        "",
+    ])
+    token = reply_token(secret, ticket_id, owner)
+    return _mail(support, to=[owner], cc=[w for w in watchers if w != owner],
+                 subject=f"[{ticket_id}] {ticket['subject']}", body=body, ticket_id=ticket_id, now=now,
+                 reply_to=reply_address(support.address, ticket_id, token), kind="notify")
+
+
+def build_queue_alert(*, support: SupportSettings, ticket: dict[str, Any], lead: str, team: str,
+                      considered: tuple[tuple[str, str], ...], now: datetime) -> OutgoingMail:
+    """Tell a team lead that a ticket waits on the team queue because nobody could take it."""
+    lines = [f"Ticket {ticket['ticket_id']} is waiting on the {team} queue: nobody could take it.", "",
+             "Team members:"] + [f"  {email}: {why}" for email, why in considered] + [
+             "", f"Subject:  {ticket['subject']}", f"Customer: {ticket['requester']}",
+             f"Priority: {ticket['priority']}", "",
+             f"Assign it by replying with a line: #assign NAME"]
+    return _mail(support, to=[lead], cc=[], subject=f"[{ticket['ticket_id']}] Unassigned: {ticket['subject']}",
+                 body="\n".join(lines) + "\n", ticket_id=ticket["ticket_id"], now=now, reply_to=None, kind="alert")
