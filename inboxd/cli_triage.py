@@ -1,4 +1,4 @@
-"""Commands for triage: ``rules check``, ``classify``, ``train`` and ``eval``.
+"""Commands for triage: ``classify``, ``train`` and ``eval``.
 
 They work without a mail server, and without a configuration file too (then
 ``./rules`` and ``./data/model.joblib`` are used), so a team lead can try a rule
@@ -16,33 +16,35 @@ from typing import IO, Any
 import click
 
 from inboxd.classify import NEEDS_TRIAGE, Classification, Classifier
-from inboxd.config import ClassifySettings, ConfigError, Settings, load_settings
+from inboxd.config import ClassifySettings, ConfigError, Settings, load_settings, offline_settings
 from inboxd.language import detect_language
 from inboxd.log import setup_logging
 from inboxd.parse import parse_message
-from inboxd.rules import RuleError, facts_from, load_rules
+from inboxd.rules import facts_from
 from inboxd.store import Store
-from inboxd.train import (BUNDLED_TRAINING, Example, ModelError, bundled_examples, evaluate, example_text,
+from inboxd.train import (BUNDLED_TRAINING, Example, ModelError, evaluate, example_text,
                           load, read_examples, save, train)
 
 BATCH = 2000
 
 
-def _config(ctx: click.Context) -> tuple[Settings | None, ClassifySettings]:
-    """The [classify] settings from the configuration file, or the defaults when there is none."""
+def config_or_defaults(ctx: click.Context) -> tuple[bool, Settings]:
+    """(True, the configuration) or, when no file was asked for and ./inboxd.toml is absent,
+    (False, defaults relative to the current folder: ./rules, ./agents.toml, ./data/model.joblib)."""
     path = ctx.obj["config"]
     source = ctx.find_root().get_parameter_source("config")
     if not path.exists() and source is click.core.ParameterSource.DEFAULT:
-        here = Path.cwd()
-        return None, ClassifySettings(rules_dir=here / "rules", model=here / "data" / "model.joblib",
-                                      min_confidence=0.5, vip=frozenset(), retrain_after=20,
-                                      retrain_check_minutes=60)
+        return False, offline_settings(Path.cwd())
     try:
-        settings = load_settings(path)
+        return True, load_settings(path)
     except ConfigError as exc:
         click.echo(f"Configuration error: {exc}", err=True)
         sys.exit(2)
-    return settings, settings.classify
+
+
+def _config(ctx: click.Context) -> tuple[Settings | None, ClassifySettings]:
+    configured, settings = config_or_defaults(ctx)
+    return (settings if configured else None), settings.classify
 
 
 def _classifier(ctx: click.Context, rules: Path | None = None) -> Classifier:
@@ -59,37 +61,13 @@ def _classifier(ctx: click.Context, rules: Path | None = None) -> Classifier:
     return classifier
 
 
-@click.group()
-def rules() -> None:
-    """Check the triage rules in the rules folder."""
-
-
-@rules.command("check")
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Rules folder to check (default: [classify] rules_dir).")
-@click.pass_context
-def rules_check(ctx: click.Context, rules_dir: Path | None) -> None:
-    """Check every rules/*.toml file; exit code 2 and file:line: message for each problem."""
-    directory = rules_dir or _config(ctx)[1].rules_dir
-    if not directory.is_dir():
-        click.echo(f"{directory}: no such folder", err=True)
-        sys.exit(2)
-    try:
-        ruleset = load_rules(directory)
-    except RuleError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(2)
-    click.echo(f"{len(ruleset.rules)} rules in {len(ruleset.files)} files: OK")
-
-
 def _explain(c: Classification) -> dict[str, Any]:
     data = asdict(c)
     data["tags"] = list(c.tags)
     return data
 
 
-def _print(name: str, c: Classification) -> None:
+def print_classification(name: str, c: Classification) -> None:
     category = c.category or f"(none: tagged {NEEDS_TRIAGE})"
     how = {"rule": "set by a rule", "model": f"model, confidence {c.confidence:.2f}" if c.confidence else "model",
            "none": "model not confident enough" if c.model_guess else "no rule and no model"}[c.source]
@@ -131,7 +109,7 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool, jsonl: 
                                 language=language)
         results.append({"file": str(path), **_explain(c)})
         if not as_json:
-            _print(str(path), c)
+            print_classification(str(path), c)
     if as_json:
         click.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False, indent=2))
 

@@ -414,6 +414,22 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> d
     return policies
 
 
+OFFLINE_DEFAULTS = """\
+[imap]
+host = "not-configured.invalid"
+username = "support"
+[smtp]
+host = "not-configured.invalid"
+[support]
+address = "support@example.com"
+"""
+
+
+def offline_settings(directory: Path) -> Settings:
+    """Defaults for commands that need no mail server (rules, classify) when there is no config file."""
+    return settings_from_text(directory / "inboxd.toml", OFFLINE_DEFAULTS)
+
+
 def load_settings(path: Path | str) -> Settings:
     """Read, validate and resolve the configuration file at ``path``."""
     path = Path(path)
@@ -423,6 +439,11 @@ def load_settings(path: Path | str) -> Settings:
         raise ConfigError(path, 0, "configuration file not found (copy config.example.toml to start)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, 0, f"cannot read the configuration file: {exc}") from None
+    return settings_from_text(path, text)
+
+
+def settings_from_text(path: Path, text: str) -> Settings:
+    """Validate configuration ``text``; relative paths in it are relative to ``path``'s folder."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -77,7 +77,7 @@ def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags
         f"Ticket {ticket_id} is assigned to you ({why}).",
         "Reply to this mail to answer the customer; your reply is sent from the support address.",
         "",
-        f"Customer:  {ticket['requester_name']} <{ticket['requester']}>".replace(" <", " <", 1),
+        f"Customer:  {ticket['requester_name']} <{ticket['requester']}>".strip(),
         f"Category:  {ticket['category'] or 'not sorted (needs triage)'}",
         f"Priority:  {ticket['priority']}",
         f"Tags:      {', '.join(tags) or '-'}",
@@ -103,6 +103,6 @@ def build_queue_alert(*, support: SupportSettings, ticket: dict[str, Any], lead:
              "Team members:"] + [f"  {email}: {why}" for email, why in considered] + [
              "", f"Subject:  {ticket['subject']}", f"Customer: {ticket['requester']}",
              f"Priority: {ticket['priority']}", "",
-             f"Assign it by replying with a line: #assign NAME"]
+             "Assign it by replying to the notification with a line: #assign NAME"]
     return _mail(support, to=[lead], cc=[], subject=f"[{ticket['ticket_id']}] Unassigned: {ticket['subject']}",
                  body="\n".join(lines) + "\n", ticket_id=ticket["ticket_id"], now=now, reply_to=None, kind="alert")
