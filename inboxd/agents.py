@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from inboxd.businesstime import BusinessCalendar
-from inboxd.tomlfile import FileProblems, locate, read_toml
+from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
 
 STRATEGIES = ("round_robin", "least_open", "sticky")
 LANGUAGES = ("en", "zh-Hant", "zh-Hans", "other")
@@ -131,7 +131,8 @@ def load_directory(path: Path, default_tz: str) -> Directory:
     problems: list[str] = []
     for key in data:
         if key not in ("agent", "team"):
-            problems.append(f"{path}:1: unknown entry '{key}'; this file holds [[agent]] and [[team]] tables")
+            problems.append(f"{path}:{top_level_line(text, key)}: unknown entry '{key}'; this file holds "
+                            "[[agent]] and [[team]] tables")
     agents: dict[str, Agent] = {}
     for i, spec in enumerate(data.get("agent", [])):
         try:

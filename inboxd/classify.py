@@ -120,7 +120,8 @@ class Classifier:
             category, confidence, source = guess[0], round(guess[1], 4), "model"
         else:
             category, confidence, source = None, round(guess[1], 4) if guess is not None else None, "none"
-            tags.append(NEEDS_TRIAGE)
+            if NEEDS_TRIAGE not in tags:
+                tags.append(NEEDS_TRIAGE)
         tags.extend(t for t in mood.tags if t not in tags)
         priority = outcome.priority or mood.priority  # an admin's rule overrides the heuristics
         spam = outcome.spam or category == "spam"

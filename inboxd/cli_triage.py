@@ -116,7 +116,7 @@ def classify(ctx: click.Context, files: tuple[Path, ...], as_json: bool, jsonl: 
 
 def _classify_jsonl(classifier: Classifier, source: IO[str]) -> None:
     """Stream in, stream out, in batches: tens of thousands of lines stay fast and small."""
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -204,6 +204,9 @@ def eval_command(ctx: click.Context, file: Path, as_json: bool) -> None:
         model = load(c.model)
     except (ValueError, ModelError) as exc:
         click.echo(str(exc), err=True)
+        sys.exit(2)
+    if not examples:
+        click.echo(f"{file}: no labeled examples (each needs a text and a label)", err=True)
         sys.exit(2)
     metrics = evaluate(model, examples)
     if as_json:

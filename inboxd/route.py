@@ -18,7 +18,7 @@ from typing import Any
 
 from inboxd.agents import STRATEGIES, Directory
 from inboxd.rules import CATEGORIES, PRIORITIES, text_matcher
-from inboxd.tomlfile import FileProblems, locate, read_toml
+from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
 
 ROUTE_KEYS = {"name", "when", "team", "owner", "strategy", "cc", "sla", "continue"}
 LIST_CONDITIONS = ("category", "tags", "priority", "language", "sender", "domain", "mailbox")
@@ -126,14 +126,14 @@ def _text_check(key: str, spec: Any, fail: Callable[[str, str], FileProblems]) -
     tests = []
     for op, value in ops.items():
         if op not in ("contains", "word", "regex"):
-            raise fail(op, f"unknown test '{op}' for {key}; use contains, word or regex")
+            raise fail(f"{key}.{op}", f"unknown test '{op}' for {key}; use contains, word or regex")
         values = _values(value)
         if not values or not all(isinstance(v, str) and v for v in values):
-            raise fail(op, f"'{key}.{op}' needs a text or a list of texts")
+            raise fail(f"{key}.{op}", f"'{key}.{op}' needs a text or a list of texts")
         try:
             tests.append((op, values, text_matcher(op, values)))
         except re.error as exc:
-            raise fail("regex", f"the regular expression is not valid: {exc}") from None
+            raise fail(f"{key}.{op}", f"the regular expression is not valid: {exc}") from None
 
     def check(ctx: RouteContext) -> tuple[bool, str]:
         text = getattr(ctx, key)
@@ -214,7 +214,7 @@ def load_routes(path: Path, directory: Directory, policies: set[str]) -> tuple[R
     if not path.exists():
         return ()
     data, text = read_toml(path)
-    problems = [f"{path}:1: unknown entry '{key}'; this file holds [[route]] tables"
+    problems = [f"{path}:{top_level_line(text, key)}: unknown entry '{key}'; this file holds [[route]] tables"
                 for key in data if key != "route"]
     routes: list[Route] = []
     for i, spec in enumerate(data.get("route", [])):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inboxd.tomlfile import FileProblems, locate, read_toml
+from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
 
 CATEGORIES = ("account", "billing", "refund", "shipping", "technical", "product", "complaint",
               "feedback", "spam")
@@ -129,14 +129,18 @@ class _Compiler:
             raise self.fail(name, f"no test given for '{name}'")
         checks: list[Callable[[str], bool]] = []
         for op, value in ops.items():
+            where = f"{name}.{op}"
             if op not in OPERATORS:
-                raise self.fail(op, f"unknown test '{op}' for '{name}'; tests are: {', '.join(OPERATORS)}")
+                raise self.fail(where, f"unknown test '{op}' for '{name}'; tests are: {', '.join(OPERATORS)}")
             if op == "domain" and (header or name not in ADDRESS_FIELDS):
-                raise self.fail(op, f"'domain' only works on {', '.join(ADDRESS_FIELDS)}")
+                raise self.fail(where, f"'domain' only works on {', '.join(ADDRESS_FIELDS)}")
             values = value if isinstance(value, list) else [value]
             if not values or not all(isinstance(v, str) and v for v in values):
-                raise self.fail(op, f"'{name}.{op}' needs a text or a list of texts")
-            checks.append(self.operator(op, values))
+                raise self.fail(where, f"'{name}.{op}' needs a text or a list of texts")
+            try:
+                checks.append(text_matcher(op, values))
+            except re.error as exc:
+                raise self.fail(where, f"the regular expression is not valid: {exc}") from None
         key = name.lower()
 
         def test(facts: MailFacts) -> bool:
@@ -144,12 +148,6 @@ class _Compiler:
             return any(all(check(v) for check in checks) for v in pool)
 
         return test
-
-    def operator(self, op: str, values: list[str]) -> Callable[[str], bool]:
-        try:
-            return text_matcher(op, values)
-        except re.error as exc:
-            raise self.fail("regex", f"the regular expression is not valid: {exc}") from None
 
     def actions(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict) or not spec:
@@ -180,7 +178,7 @@ def text_matcher(op: str, values: list[str]) -> Callable[[str], bool]:
         return lambda text: any(text.lower().endswith(("@" + v.lstrip("@"), "." + v.lstrip("@"))) for v in lowered)
     if op == "word":  # \b does not separate CJK characters: those fall back to substrings
         patterns = [re.compile(rf"(?<!\w){re.escape(v)}(?!\w)", re.I) if v.isascii() else None for v in values]
-        return lambda text: any(p.search(text) if p else v in text for p, v in zip(patterns, values))
+        return lambda text: any(p.search(text) if p else v in text.lower() for p, v in zip(patterns, lowered))
     compiled = [re.compile(v, re.I) for v in values]
     return lambda text: any(p.search(text) for p in compiled)
 
@@ -194,7 +192,8 @@ def compile_file(path: Path) -> list[Rule]:
     problems: list[str] = []
     for key in data:
         if key not in ("rule", "route"):
-            problems.append(f"{path}:1: unknown top-level entry '{key}'; rule files hold [[rule]] tables")
+            problems.append(f"{path}:{top_level_line(text, key)}: unknown top-level entry '{key}'; "
+                            "rule files hold [[rule]] tables")
     rules: list[Rule] = []
     for index, spec in enumerate(data.get("rule", [])):
         c = _Compiler(path, text, index)

@@ -29,9 +29,19 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"at line (\d+)", str(exc))
-        raise FileProblems([f"{path}:{m.group(1) if m else 1}: not valid TOML: {exc}"]) from None
+        line = m.group(1) if m else max(1, len(text.splitlines()))  # "at end of document"
+        raise FileProblems([f"{path}:{line}: not valid TOML: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileProblems([f"{path}:1: cannot read the file: {exc}"]) from None
+
+
+def top_level_line(text: str, key: str) -> int:
+    """1-based line where a top-level ``key`` (a table header or an assignment) is written."""
+    pattern = re.compile(rf"^\s*(\[\[?\s*{re.escape(key)}\s*[\].]|{re.escape(key)}\s*[=.])")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
+    return 1
 
 
 def table_line(text: str, table: str, index: int) -> int:
@@ -45,18 +55,38 @@ def table_line(text: str, table: str, index: int) -> int:
     return 1
 
 
+def _key_pattern(key: str) -> re.Pattern[str]:
+    return re.compile(rf"(^|[.\s\"'{{,\[]){re.escape(key)}[\"']?\s*[=.\]]")
+
+
 def locate(path: Path, text: str, table: str, index: int, key: str | None = None) -> str:
-    """``file:line`` of ``key`` inside the ``index``-th ``[[table]]`` (its header when not found)."""
+    """``file:line`` of ``key`` inside the ``index``-th ``[[table]]`` (its header when not found).
+
+    A dotted key such as ``body.regex`` first looks for a line naming both parts in
+    order, so the second of two regex mistakes points at its own line.
+    """
     lines = text.splitlines()
     start = table_line(text, table, index)
-    line = start
-    if key is not None:
-        pattern = re.compile(rf"(^|[.\s\"'{{,\[]){re.escape(key)}[\"']?\s*[=.\]]")
-        for number in range(start, len(lines)):  # the lines after the header
-            content = lines[number].split("#", 1)[0]
-            if content.strip().startswith("[["):
-                break
-            if pattern.search(content):
-                line = number + 1
-                break
-    return f"{path}:{line}"
+    if key is None:
+        return f"{path}:{start}"
+    body: list[tuple[int, str]] = []
+    for number in range(start, len(lines)):  # the lines after the header, up to the next [[...]]
+        content = lines[number].split("#", 1)[0]
+        if content.strip().startswith("[["):
+            break
+        body.append((number + 1, content))
+    parts = key.split(".")
+    attempts = [parts, [parts[-1]]] if len(parts) > 1 else [parts]
+    for attempt in attempts:
+        patterns = [_key_pattern(p) for p in attempt]
+        for number, content in body:
+            position, found = 0, True
+            for pattern in patterns:
+                m = pattern.search(content, position)
+                if m is None:
+                    found = False
+                    break
+                position = m.end() - 1
+            if found:
+                return f"{path}:{number}"
+    return f"{path}:{start}"

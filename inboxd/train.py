@@ -91,7 +91,7 @@ def build_pipeline(n_per_class_min: int) -> Pipeline:
 def evaluate(model: TrainedModel | Pipeline, examples: list[Example]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class F1 and the confusion matrix on ``examples``."""
     if not examples:
-        return {"accuracy": None, "macro_f1": None, "n": 0}
+        return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_f1": {}, "labels": [], "confusion": []}
     texts = [e.text for e in examples]
     truth = [e.label for e in examples]
     if isinstance(model, TrainedModel):
@@ -168,7 +168,8 @@ def load(path: Path) -> TrainedModel:
     except Exception as exc:  # a corrupt or foreign file can fail in many ways inside unpickling
         raise ModelError(f"the model file {path} cannot be read ({type(exc).__name__}): run `inboxd train`") \
             from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+    needed = ("version", "created_at", "labels", "metrics", "pipeline")
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT or not all(k in payload for k in needed):
         raise ModelError(f"the model file {path} is not an inboxd model of this version: run `inboxd train`")
     return TrainedModel(version=payload["version"], created_at=payload["created_at"], labels=payload["labels"],
                         metrics=payload["metrics"], pipeline=payload["pipeline"],
@@ -197,6 +198,8 @@ def read_examples(path: Path) -> list[Example]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: not valid JSON: {exc}") from None
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}:{number}: each line must be a JSON object with text (or subject/body) and label")
         text = item.get("text") if "text" in item else example_text(item.get("subject", ""), item.get("body", ""))
         out.append(Example(str(text), str(item.get("label", "")).strip()))
     return out
