@@ -36,6 +36,8 @@ from inboxd.train import bundled_examples, save, train
 
 DEMO_MAILBOX = Path(__file__).resolve().parent.parent / "data" / "demo" / "mailbox"
 BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
+DEMO_ROUTING = DEMO_MAILBOX.parent / "routing.toml"
+DEMO_AGENTS = DEMO_MAILBOX.parent / "agents.toml"
 DEMO_NOW = datetime(2026, 11, 24, 11, 5, tzinfo=ZoneInfo("Asia/Taipei"))
 DEMO_CONFIG = """\
 # Written by `inboxd demo`: the sample mailbox is read from {mailbox}
@@ -62,8 +64,11 @@ holidays = ["2026-12-25", "2027-01-01"]
 database = "inboxd-demo.db"
 
 [classify]
-rules_dir = "{rules}"
+rules_dir = "rules"
 model = "model.joblib"
+
+[routing]
+agents = "{agents}"
 """
 
 
@@ -123,8 +128,12 @@ def run_demo(keep: Path | None = None) -> None:
     controller.start()
     try:
         config = workdir / "inboxd.toml"
-        config.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, smtp_port=controller.port, rules=BUNDLED_RULES),
+        config.write_text(DEMO_CONFIG.format(mailbox=DEMO_MAILBOX, smtp_port=controller.port, agents=DEMO_AGENTS),
                           encoding="utf-8")
+        rules = workdir / "rules"
+        rules.mkdir(exist_ok=True)
+        for path in BUNDLED_RULES.glob("*.toml"):  # the shipped triage rules, with the demo's routes
+            shutil.copy(DEMO_ROUTING if path.name == "routing.toml" else path, rules / path.name)
         (workdir / "inboxd-demo.db").unlink(missing_ok=True)
         settings = load_settings(config)
         examples = bundled_examples()
@@ -145,8 +154,8 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
                 bold=True)
     click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
     click.secho("Tickets", bold=True)
-    for t in store.query("SELECT ticket_id, status, language, requester, subject, category, priority "
-                         "FROM tickets ORDER BY id"):
+    for t in store.query("SELECT ticket_id, status, language, requester, subject, category, priority, team, "
+                         "owner FROM tickets ORDER BY id"):
         messages = store.query("SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in'",
                                (t["ticket_id"],))[0]["n"]
         ack = store.query("SELECT kind, detail FROM events WHERE ticket_id=? AND kind IN "
@@ -156,14 +165,18 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
         tags = ",".join(store.tags(t["ticket_id"]))
         click.echo(f"  {t['ticket_id']:<7} {t['language']:<8} {messages} msg  {t['requester'][:26]:<26} "
                    f"{_cut(t['subject'], 34)}  {t['category'] or '?':<9} {t['priority']:<6} {tags}")
-        click.echo(f"  {'':<7} {note}")
+        click.echo(f"  {'':<7} {note}; team {t['team'] or '-'}, owner {t['owner'] or '- (on the team queue)'}")
     status = store.status()
+    kinds = {r["kind"]: r["n"] for r in store.query("SELECT kind, COUNT(*) n FROM outbox GROUP BY kind")}
     click.echo(f"\nQuarantined (stored, not ticketed): {status['messages_quarantined']}   "
-               f"Outbox: {status['outbox_pending']} pending, {status['outbox_failed']} failed   "
-               f"Acknowledgements delivered over SMTP: {len(sent)}")
+               f"Outbox: {status['outbox_pending']} pending, {status['outbox_failed']} failed")
+    click.echo(f"Delivered over SMTP: {len(sent)} mails: {kinds.get('ack', 0)} acknowledgements to customers, "
+               f"{kinds.get('notification', 0)} notifications to agents, "
+               f"{kinds.get('queue_alert', 0)} alerts to team leads")
     for row in store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'"):
         click.echo(f"  quarantined uid {row['uid']}: {row['error']}")
-    acks = [email.message_from_bytes(raw, policy=email.policy.default) for raw in sent]
+    acks = [m for m in (email.message_from_bytes(raw, policy=email.policy.default) for raw in sent)
+            if m["Auto-Submitted"] == "auto-replied"]
     if acks:  # show one in Traditional Chinese when there is one: it shows the localized due time
         msg = next((m for m in acks if "工單" in _plain(m)), acks[0])
         click.secho("\nOne acknowledgement as the customer receives it", bold=True)

@@ -111,6 +111,8 @@ class Pipeline:
                 store.update_ticket(ticket_id, now, category=verdict.category, confidence=verdict.confidence,
                                     priority=verdict.priority, spam=int(verdict.spam))
                 assignment = decide(self.routing, self._context(row, parsed, verdict, now), store)
+                if reason is not None and "auto-reply" in verdict.tags:
+                    assignment = replace(assignment, owner=None, reason="machine-sent mail stays on the team queue")
                 apply_assignment(store, ticket_id, assignment, now)
                 target = first_response_target(self.settings, assignment.sla, verdict.priority)
                 due = expected_reply(support, now, target)
@@ -120,7 +122,8 @@ class Pipeline:
                 ticket_id = match.ticket_id
                 self._follow_up(ticket_id, parsed, match.reason, verdict, now)
                 action = "joined"
-            store.add_tags(ticket_id, verdict.tags)
+            if action == "created" or reason is None:  # an auto-reply must not retag the customer's ticket
+                store.add_tags(ticket_id, verdict.tags)
             store.log_event(ticket_id, "classified", now, **_explain(verdict))
             for address in (*parsed.to, *parsed.cc):
                 if address not in support.own_addresses:
