@@ -40,6 +40,7 @@ class ImapSettings:
     username: str
     password: str = field(repr=False)
     folder: str
+    sent_folder: str  # empty: answers sent from the shared account are not watched
     poll_interval: float
     verify_tls: bool
     max_message_size: int
@@ -109,6 +110,7 @@ class RoutingSettings:
     agents_file: Path
     routes_file: Path
     reply_secret: str = field(repr=False)  # empty: a secret kept in the database is used
+    trusted_auth_servers: frozenset[str] = frozenset()  # authserv-ids whose Authentication-Results count
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "password": Key(str, ""),
         "password_env": Key(str, ""),
         "folder": Key(str, "INBOX"),
+        "sent_folder": Key(str, ""),
         "poll_interval": Key((int, float), 60, _positive),
         "max_message_size": Key((str, int), "25MB", _size),
     },
@@ -250,6 +253,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "agents": Key(str, "agents.toml"),
         "reply_secret": Key(str, ""),
         "reply_secret_env": Key(str, ""),
+        "trusted_auth_servers": Key(list, []),
     },
     "sla": {
         "default_policy": Key(str, "standard"),
@@ -466,7 +470,7 @@ def settings_from_text(path: Path, text: str) -> Settings:
         path=path,
         imap=ImapSettings(
             host=imap["host"], port=imap["port"], tls=imap["tls"], username=imap["username"],
-            password=_secret(path, text, "imap", imap), folder=imap["folder"],
+            password=_secret(path, text, "imap", imap), folder=imap["folder"], sent_folder=imap["sent_folder"],
             poll_interval=float(imap["poll_interval"]), verify_tls=imap["verify_tls"],
             max_message_size=imap["max_message_size"], account=f"{imap['username']}@{imap['host']}",
         ),
@@ -486,6 +490,7 @@ def settings_from_text(path: Path, text: str) -> Settings:
         routing=RoutingSettings(
             agents_file=here / v["routing"]["agents"], routes_file=here / c["rules_dir"] / "routing.toml",
             reply_secret=_secret(path, text, "routing", v["routing"], "reply_secret"),
+            trusted_auth_servers=frozenset(str(s).lower() for s in v["routing"]["trusted_auth_servers"]),
         ),
         sla_policies=_sla(path, text, v["sla"], first_response),
         default_policy=v["sla"]["default_policy"],

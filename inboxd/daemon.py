@@ -74,7 +74,10 @@ class Daemon:
     def __init__(self, settings: Settings, *, source: MailSource | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
-        self.source = source if source is not None else ImapSource(settings.imap)
+        imap = settings.imap
+        folders = [imap.folder] + ([imap.sent_folder] if imap.sent_folder and source is None else [])
+        self.sources: list[tuple[MailSource, str]] = (
+            [(source, imap.folder)] if source is not None else [(ImapSource(imap, f), f) for f in folders])
         self.clock = clock
         self.renderer = Renderer(settings.templates or BUNDLED_TEMPLATES)
         c = settings.classify
@@ -83,10 +86,11 @@ class Daemon:
         self.routing = Routing(settings)
         self.stop_event = threading.Event()
 
-    def _fetcher(self, store: Store, on_stored: Callable[[], None] = lambda: None) -> Fetcher:
+    def _fetcher(self, source: MailSource, folder: str, store: Store,
+                 on_stored: Callable[[], None] = lambda: None) -> Fetcher:
         imap = self.settings.imap
-        return Fetcher(self.source, store, account=imap.account, folder=imap.folder,
-                       max_size=imap.max_message_size, clock=self.clock, on_stored=on_stored)
+        return Fetcher(source, store, account=imap.account, folder=folder, max_size=imap.max_message_size,
+                       clock=self.clock, on_stored=on_stored)
 
     async def run_once(self) -> bool:
         """Fetch what is waiting, process it, send everything queued; False if the mailbox failed."""
@@ -95,20 +99,25 @@ class Daemon:
 
     async def _once(self) -> bool:
         store = Store(self.settings.database)
-        fetcher = self._fetcher(store)
         mailbox_ok = True
-        try:
-            await asyncio.to_thread(self.source.connect)
+        connected = []
+        for source, folder in self.sources:
+            fetcher = self._fetcher(source, folder, store)
             try:
+                await asyncio.to_thread(source.connect)
+                connected.append(fetcher)
                 await asyncio.to_thread(fetcher.sync)
-                await asyncio.to_thread(self._pipeline(store).process_pending)
+            except Exception as exc:  # report, and still process and send what is already stored
+                mailbox_ok = False
+                log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(self._pipeline(store).process_pending)
+        for fetcher in connected:
+            try:
                 await asyncio.to_thread(fetcher.mark_processed)
+            except Exception as exc:  # keywords are set again next time
+                log(logger, logging.WARNING, "marking_failed", folder=fetcher.folder, error=str(exc))
             finally:
-                await asyncio.to_thread(self.source.close)
-        except Exception as exc:  # report and still process and send what is already stored
-            mailbox_ok = False
-            log(logger, logging.ERROR, "mailbox_failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.to_thread(self._pipeline(store).process_pending)
+                await asyncio.to_thread(fetcher.source.close)
         report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
         log(logger, logging.INFO, "run_once_done", sent=report.sent, retrying=report.retrying,
             failed=report.failed)
@@ -169,7 +178,6 @@ class Daemon:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         process_wake, send_wake = asyncio.Event(), asyncio.Event()
-        flag_wake = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         self.stop_event.clear()
@@ -177,10 +185,12 @@ class Daemon:
         def on_stored() -> None:
             loop.call_soon_threadsafe(process_wake.set)
 
-        fetch_store = Store(self.settings.database)
-        fetcher = self._fetcher(fetch_store, on_stored)
-        thread = threading.Thread(target=fetcher.run, name="inboxd-fetch", daemon=True,
-                                  args=(self.stop_event, flag_wake, self.settings.imap.poll_interval))
+        fetch_stores = [Store(self.settings.database) for _ in self.sources]
+        flag_wakes = [threading.Event() for _ in self.sources]  # one each: a thread clears only its own
+        threads = [threading.Thread(target=self._fetcher(source, folder, fetch_store, on_stored).run,
+                                    name=f"inboxd-fetch-{folder}", daemon=True,
+                                    args=(self.stop_event, wake, self.settings.imap.poll_interval))
+                   for (source, folder), fetch_store, wake in zip(self.sources, fetch_stores, flag_wakes)]
         process_store, send_store = Store(self.settings.database), Store(self.settings.database)
         pipeline = self._pipeline(process_store)
         sender = Sender(self.settings.smtp, send_store, self.clock)
@@ -193,7 +203,8 @@ class Daemon:
                 process_wake.clear()
                 try:
                     if await asyncio.to_thread(pipeline.process_pending):
-                        flag_wake.set()
+                        for wake in flag_wakes:
+                            wake.set()
                         send_wake.set()
                 except Exception:  # e.g. the database is unavailable: log, wait, try again
                     logger.exception("processing_failed")
@@ -219,7 +230,8 @@ class Daemon:
             process_wake.set()
             send_wake.set()
 
-        thread.start()
+        for thread in threads:
+            thread.start()
         scheduler = self._scheduler()
         scheduler.start()
         tasks = [asyncio.create_task(t()) for t in (processing, sending)]
@@ -232,8 +244,9 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.to_thread(thread.join, 10)
-            for store in (fetch_store, process_store, send_store):
+            for thread in threads:
+                await asyncio.to_thread(thread.join, 10)
+            for store in (*fetch_stores, process_store, send_store):
                 store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -69,8 +69,9 @@ class MailSource(Protocol):
 class ImapSource:
     """The support mailbox over IMAP (imapclient is synchronous: one thread owns it)."""
 
-    def __init__(self, settings: ImapSettings) -> None:
+    def __init__(self, settings: ImapSettings, folder: str) -> None:
         self.settings = settings
+        self.folder = folder
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.keywords_allowed = True
@@ -87,7 +88,7 @@ class ImapSource:
             if s.tls == "starttls":
                 client.starttls(context)
             client.login(s.username, s.password)
-            info = client.select_folder(s.folder)
+            info = client.select_folder(self.folder)
         except BaseException:
             _quiet_logout(client)
             raise
@@ -96,7 +97,7 @@ class ImapSource:
         permanent = [f.decode() if isinstance(f, bytes) else str(f) for f in info.get(b"PERMANENTFLAGS", ())]
         self.keywords_allowed = "\\*" in permanent
         if not self.keywords_allowed:
-            log(logger, logging.WARNING, "keywords_unsupported", folder=s.folder,
+            log(logger, logging.WARNING, "keywords_unsupported", folder=self.folder,
                 note="the server does not allow custom keywords; processed mail will not be marked")
 
     def close(self) -> None:

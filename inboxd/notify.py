@@ -45,8 +45,10 @@ def parse_reply_address(address: str, support_address: str) -> tuple[str, str] |
     return (m.group(1).upper(), m.group(2).lower()) if m else None
 
 
-def _mail(support: SupportSettings, *, to: list[str], cc: list[str], subject: str, body: str, ticket_id: str,
-          now: datetime, reply_to: str | None, kind: str) -> OutgoingMail:
+def internal_mail(support: SupportSettings, *, to: list[str], subject: str, body: str, ticket_id: str,
+                  now: datetime, kind: str, cc: list[str] | None = None, reply_to: str | None = None) -> OutgoingMail:
+    """A mail from inboxd to the team (never to a customer), marked as machine-generated."""
+    cc = cc or []
     domain = support.address.rpartition("@")[2]
     message_id = make_msgid(idstring=f"{kind}.{ticket_id}", domain=domain)
     msg = EmailMessage(policy=SMTP)
@@ -91,7 +93,7 @@ def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags
         "",
     ])
     token = reply_token(secret, ticket_id, owner)
-    return _mail(support, to=[owner], cc=[w for w in watchers if w != owner],
+    return internal_mail(support, to=[owner], cc=[w for w in watchers if w != owner],
                  subject=f"[{ticket_id}] {ticket['subject']}", body=body, ticket_id=ticket_id, now=now,
                  reply_to=reply_address(support.address, ticket_id, token), kind="notify")
 
@@ -104,5 +106,5 @@ def build_queue_alert(*, support: SupportSettings, ticket: dict[str, Any], lead:
              "", f"Subject:  {ticket['subject']}", f"Customer: {ticket['requester']}",
              f"Priority: {ticket['priority']}", "",
              "Assign it by replying to the notification with a line: #assign NAME"]
-    return _mail(support, to=[lead], cc=[], subject=f"[{ticket['ticket_id']}] Unassigned: {ticket['subject']}",
-                 body="\n".join(lines) + "\n", ticket_id=ticket["ticket_id"], now=now, reply_to=None, kind="alert")
+    return internal_mail(support, to=[lead], subject=f"[{ticket['ticket_id']}] Unassigned: {ticket['subject']}",
+                 body="\n".join(lines) + "\n", ticket_id=ticket["ticket_id"], now=now, kind="alert")

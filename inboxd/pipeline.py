@@ -24,14 +24,17 @@ from inboxd.config import Settings
 from inboxd.language import detect_language
 from inboxd.log import log
 from inboxd.loops import no_ack_reason
+from inboxd.identity import AgentMail, Forged, identify
 from inboxd.models import Attachment, ParsedMessage
 from inboxd.mood import raise_to
 from inboxd.parse import parse_message
+from inboxd.quotes import reply_text
+from inboxd.relay import AgentReplies, record_answer
 from inboxd.render import Renderer
 from inboxd.route import RouteContext
 from inboxd.rules import facts_from
 from inboxd.store import RawRow, Store, iso, utcnow
-from inboxd.thread import find_ticket
+from inboxd.thread import find_ticket, subject_tags
 
 logger = logging.getLogger("inboxd.pipeline")
 MAX_ATTEMPTS = 3
@@ -46,6 +49,7 @@ class Pipeline:
         self.classifier = classifier
         self.routing = routing
         self.clock = clock
+        self.agent_replies = AgentReplies(settings, store, routing)
 
     def process_pending(self) -> int:
         """Process every stored message still waiting; returns how many were handled."""
@@ -93,6 +97,14 @@ class Pipeline:
             self._quarantine(row, "no usable sender address (From header missing or unreadable)", now)
             return None
         store, support = self.store, self.settings.support
+        if row.folder == self.settings.imap.sent_folder and row.folder:
+            return self._sent_copy(row, parsed, now)
+        who = identify(parsed, self.routing.directory, secret=self.secret(), support_address=support.address,
+                       trusted_servers=self.settings.routing.trusted_auth_servers)
+        if isinstance(who, AgentMail):
+            return self.agent_replies.handle(row, parsed, who, now)
+        if isinstance(who, Forged):
+            log(logger, logging.WARNING, "forged_agent_mail", raw_id=row.id, claimed=who.claimed, reason=who.reason)
         with store.tx():
             duplicate = self._duplicate_of(row, parsed)
             if duplicate is not None:
@@ -124,6 +136,9 @@ class Pipeline:
                 action = "joined"
             if action == "created" or reason is None:  # an auto-reply must not retag the customer's ticket
                 store.add_tags(ticket_id, verdict.tags)
+            if isinstance(who, Forged):
+                store.add_tags(ticket_id, ["suspicious"])
+                store.log_event(ticket_id, "suspicious_sender", now, claimed=who.claimed, reason=who.reason)
             store.log_event(ticket_id, "classified", now, **_explain(verdict))
             for address in (*parsed.to, *parsed.cc):
                 if address not in support.own_addresses:
@@ -182,6 +197,32 @@ class Pipeline:
             "(SELECT MAX(id) FROM messages WHERE ticket_id=? AND direction='out' AND kind!='ack'), 0)",
             (ticket_id, ticket_id))
         return int(rows[0]["n"])
+
+    def secret(self) -> str:
+        return self.settings.routing.reply_secret or self.store.secret("reply_token")
+
+    def _sent_copy(self, row: RawRow, parsed: ParsedMessage, now: datetime) -> dict[str, object] | None:
+        """An answer written from the shared account itself: record it on its ticket, never send it again."""
+        store = self.store
+        with store.tx():
+            ours = parsed.message_id and store.query("SELECT 1 FROM outbox WHERE message_id=?", (parsed.message_id,))
+            ticket_id = None
+            if not ours:
+                refs = [*parsed.in_reply_to, *parsed.references]
+                found = [t for t, _ in store.tickets_for_message_ids(refs)]
+                found += [t for t in subject_tags(parsed.subject, self.settings.support.ticket_prefix) if store.ticket(t)]
+                ticket_id = found[0] if found else None
+            if ticket_id is None or (parsed.message_id and store.tickets_for_message_ids([parsed.message_id])):
+                store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now,
+                                 error="sent by inboxd" if ours else "not about a ticket, or already recorded")
+                return None
+            store.add_message(ticket_id, direction="out", kind="sent_folder", now=now, raw_id=row.id,
+                              message_id=parsed.message_id, from_addr=parsed.from_addr, from_name=parsed.from_name,
+                              to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject,
+                              body=reply_text(parsed.text))
+            record_answer(store, ticket_id, parsed.from_addr or "shared mailbox", now, status_set=False)
+            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+        return {"action": "sent_folder_answer", "ticket": ticket_id}
 
     def _duplicate_of(self, row: RawRow, parsed: ParsedMessage) -> str | None:
         """The ticket that already holds this very mail (same Message-ID and sender, or same bytes)."""

@@ -86,6 +86,8 @@ ALTER TABLE tickets ADD COLUMN sla_policy TEXT;
 CREATE INDEX tickets_owner ON tickets (owner, status);
 CREATE INDEX tickets_requester ON tickets (requester);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""", """
+ALTER TABLE tickets ADD COLUMN first_response_at TEXT;
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
