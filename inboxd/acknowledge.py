@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from inboxd.businesstime import Duration, format_due, format_duration
+from inboxd.compose import address, compose
 from inboxd.config import SUPPORTED_LANGUAGES, SupportSettings
 from inboxd.models import ParsedMessage
 from inboxd.render import Renderer, one_line
@@ -43,14 +41,6 @@ def expected_reply(support: SupportSettings, received: datetime, target: Duratio
     return support.calendar.add(received, target)
 
 
-def address_header(name: str, addr: str) -> Address | str:
-    """An address header value; a name with line breaks or an odd address is reduced safely."""
-    try:
-        return Address(display_name=one_line(name), addr_spec=addr)
-    except (ValueError, IndexError):
-        return Address(addr_spec=addr) if "@" in addr else addr
-
-
 def build_ack(*, ticket_id: str, parsed: ParsedMessage, language: str, support: SupportSettings,
               renderer: Renderer, due: datetime, target: Duration, now: datetime) -> OutgoingMail:
     assert parsed.from_addr is not None
@@ -67,20 +57,14 @@ def build_ack(*, ticket_id: str, parsed: ParsedMessage, language: str, support: 
     rendered = renderer.render("ack", language, context)
     domain = support.address.rpartition("@")[2]
     message_id = make_msgid(idstring=f"ack.{ticket_id}", domain=domain)
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = address_header(support.name, support.address)
-    msg["To"] = address_header(parsed.from_name, parsed.from_addr)
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
+    headers = [("From", address(support.name, support.address)), ("To", address(parsed.from_name, parsed.from_addr)),
+               ("Subject", rendered.subject), ("Date", format_datetime(now)), ("Message-ID", message_id)]
     if parsed.message_id:
-        msg["In-Reply-To"] = parsed.message_id
-        msg["References"] = " ".join([*parsed.references[-9:], parsed.message_id])
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"  # keeps Outlook out-of-office replies from answering us
-    msg["X-Inboxd-Ticket"] = ticket_id
-    msg.set_content(rendered.text, charset="utf-8")
-    if rendered.html:
-        msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        headers += [("In-Reply-To", parsed.message_id),
+                    ("References", " ".join([*parsed.references[-9:], parsed.message_id]))]
+    headers += [("Auto-Submitted", "auto-replied"),
+                ("X-Auto-Response-Suppress", "All"),  # keeps Outlook out-of-office replies from answering us
+                ("X-Inboxd-Ticket", ticket_id)]
     return OutgoingMail(message_id=message_id, mail_from=support.address, recipients=(parsed.from_addr,),
-                        subject=rendered.subject, text=rendered.text, raw=msg.as_bytes())
+                        subject=rendered.subject, text=rendered.text,
+                        raw=compose(headers, rendered.text, rendered.html))

@@ -134,12 +134,14 @@ def load_directory(path: Path, default_tz: str) -> Directory:
             problems.append(f"{path}:{top_level_line(text, key)}: unknown entry '{key}'; this file holds "
                             "[[agent]] and [[team]] tables")
     agents: dict[str, Agent] = {}
+    position: dict[str, int] = {}  # email -> index of its [[agent]] table, for error lines
     for i, spec in enumerate(data.get("agent", [])):
         try:
             agent = _agent(path, text, i, spec, default_tz)
             if agent.email in agents:
                 raise FileProblems([f"{locate(path, text, 'agent', i, 'email')}: {agent.email} is listed twice"])
             agents[agent.email] = agent
+            position[agent.email] = i
         except FileProblems as exc:
             problems.extend(exc.problems)
     teams: dict[str, Team] = {}
@@ -153,8 +155,8 @@ def load_directory(path: Path, default_tz: str) -> Directory:
     for agent in agents.values():
         for name in agent.teams:
             if name not in teams:
-                index = list(agents).index(agent.email)
-                problems.append(f"{locate(path, text, 'agent', index, 'teams')}: unknown team '{name}'")
+                problems.append(f"{locate(path, text, 'agent', position[agent.email], 'teams')}: "
+                                f"unknown team '{name}'")
     if problems:
         raise FileProblems(problems)
     for agent in agents.values():  # an agent listing a team is a member of it
@@ -183,11 +185,13 @@ def _agent(path: Path, text: str, i: int, spec: dict[str, Any], default_tz: str)
     bad = [lang for lang in spec.get("languages", []) if lang not in LANGUAGES]
     if bad:
         raise fail("languages", f"unknown language '{bad[0]}'; use {', '.join(LANGUAGES)}")
-    try:
-        calendar = BusinessCalendar.simple(spec.get("timezone", default_tz), days=spec.get("days", ["mon-fri"]),
-                                           hours=spec.get("hours", ["09:00-18:00"]))
-    except ValueError as exc:
-        raise fail("hours" if "hours" in str(exc) else "timezone", str(exc)) from None
+    tz, days, hours = spec.get("timezone", default_tz), spec.get("days", ["mon-fri"]), spec.get("hours", ["09:00-18:00"])
+    for key, kwargs in (("timezone", {}), ("days", {"days": days}), ("hours", {"hours": hours})):
+        try:  # one setting at a time, so the message points at its own line
+            BusinessCalendar.simple(tz, **kwargs)
+        except ValueError as exc:
+            raise fail(key, str(exc)) from None
+    calendar = BusinessCalendar.simple(tz, days=days, hours=hours)
     away = spec.get("away_until")
     if away is not None and not isinstance(away, date):
         try:

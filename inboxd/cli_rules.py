@@ -32,6 +32,29 @@ from inboxd.rules import facts_from
 from inboxd.store import Store, utcnow
 
 
+class _ReplayHistory:
+    """The assignment history as it stood when ``ticket`` arrived: later tickets and itself do not count."""
+
+    def __init__(self, store: Store, ticket: dict[str, Any]) -> None:
+        self.store, self.id, self.created = store, ticket["id"], ticket["created_at"]
+
+    def open_tickets(self, email: str) -> int:
+        rows = self.store.query("SELECT COUNT(*) n FROM tickets WHERE owner=? AND id<? AND status IN "
+                                "('new','open','pending')", (email, self.id))
+        return int(rows[0]["n"])
+
+    def last_assignee(self, team: str) -> str | None:
+        rows = self.store.query("SELECT json_extract(detail, '$.owner') AS owner FROM events WHERE kind='assigned' "
+                                "AND json_extract(detail, '$.team')=? AND json_extract(detail, '$.owner') IS NOT "
+                                "NULL AND at<? ORDER BY id DESC LIMIT 1", (team, self.created))
+        return rows[0]["owner"] if rows else None
+
+    def last_owner_of(self, customer: str) -> str | None:
+        rows = self.store.query("SELECT owner FROM tickets WHERE requester=? AND owner IS NOT NULL AND id<? "
+                                "ORDER BY id DESC LIMIT 1", (customer, self.id))
+        return rows[0]["owner"] if rows else None
+
+
 class _NoHistory:
     """Assignment history when there is no database yet: nobody has tickets."""
 
@@ -60,7 +83,7 @@ def _load(settings: Settings) -> tuple[Classifier, Routing]:
     c = settings.classify
     classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence, vip=c.vip)
     routing = Routing(settings)
-    problems = classifier.rule_errors + routing.errors
+    problems = list(dict.fromkeys(classifier.rule_errors + routing.errors))  # routing.toml is read by both
     if problems:
         for problem in problems:
             click.echo(problem, err=True)
@@ -185,7 +208,7 @@ def rules_replay(ctx: click.Context, since: str, rules_dir: Path | None, as_json
         mailbox = (t["account"], t["folder"])
         verdict = _classify(classifier, parsed, mailbox)
         at = datetime.fromisoformat(t["created_at"])
-        new: Assignment = decide(routing, _context(settings, parsed, verdict, at, mailbox), store)
+        new: Assignment = decide(routing, _context(settings, parsed, verdict, at, mailbox), _ReplayHistory(store, t))
         before = {"team": t["team"], "owner": t["owner"], "sla": t["sla_policy"], "category": t["category"],
                   "tags": sorted(set(store.tags(t["ticket_id"])) - {"auto-reply"})}
         after = {"team": new.team, "owner": new.owner, "sla": new.sla, "category": verdict.category,

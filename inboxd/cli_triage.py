@@ -16,14 +16,29 @@ from typing import IO, Any
 import click
 
 from inboxd.classify import NEEDS_TRIAGE, Classification, Classifier
-from inboxd.config import ClassifySettings, ConfigError, Settings, load_settings, offline_settings
+from inboxd.config import (
+    ClassifySettings,
+    ConfigError,
+    Settings,
+    load_settings,
+    offline_settings,
+)
 from inboxd.language import detect_language
 from inboxd.log import setup_logging
 from inboxd.parse import parse_message
 from inboxd.rules import facts_from
 from inboxd.store import Store
-from inboxd.train import (BUNDLED_TRAINING, Example, ModelError, evaluate, example_text,
-                          load, read_examples, save, train)
+from inboxd.train import (
+    BUNDLED_TRAINING,
+    Example,
+    ModelError,
+    evaluate,
+    example_text,
+    load,
+    read_examples,
+    save,
+    train,
+)
 
 BATCH = 2000
 

@@ -14,13 +14,12 @@ import hashlib
 import hmac
 import re
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from inboxd.acknowledge import OutgoingMail, address_header
+from inboxd.acknowledge import OutgoingMail
 from inboxd.businesstime import format_due
+from inboxd.compose import address, compose
 from inboxd.config import SupportSettings
 from inboxd.render import one_line
 
@@ -51,22 +50,14 @@ def internal_mail(support: SupportSettings, *, to: list[str], subject: str, body
     cc = cc or []
     domain = support.address.rpartition("@")[2]
     message_id = make_msgid(idstring=f"{kind}.{ticket_id}", domain=domain)
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = address_header(support.name, support.address)
-    msg["To"] = ", ".join(to)
-    if cc:
-        msg["Cc"] = ", ".join(cc)
-    if reply_to:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = one_line(subject)
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Inboxd-Ticket"] = ticket_id
-    msg.set_content(body, charset="utf-8")
+    headers = [("From", address(support.name, support.address)), ("To", ", ".join(to))]
+    headers += [("Cc", ", ".join(cc))] if cc else []
+    headers += [("Reply-To", reply_to)] if reply_to else []
+    headers += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id),
+                ("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"),
+                ("X-Inboxd-Ticket", ticket_id)]
     return OutgoingMail(message_id=message_id, mail_from=support.address, recipients=tuple(dict.fromkeys(to + cc)),
-                        subject=one_line(subject), text=body, raw=msg.as_bytes())
+                        subject=one_line(subject), text=body, raw=compose(headers, body))
 
 
 def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags: list[str], owner: str,

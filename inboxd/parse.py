@@ -22,7 +22,12 @@ from itertools import islice
 from inscriptis import get_text
 
 from inboxd.charsets import (
-    Decoded, ascii_compatible, decode_bytes, decode_words, is_cjk, lenient_b64decode,
+    Decoded,
+    ascii_compatible,
+    decode_bytes,
+    decode_words,
+    is_cjk,
+    lenient_b64decode,
 )
 from inboxd.models import Attachment, ParsedMessage
 

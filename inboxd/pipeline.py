@@ -17,14 +17,20 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from inboxd.acknowledge import build_ack, expected_reply, reply_language
-from inboxd.assign import Routing, apply_assignment, decide, first_response_target, notify_owner
+from inboxd.assign import (
+    Routing,
+    apply_assignment,
+    decide,
+    first_response_target,
+    notify_owner,
+)
 from inboxd.businesstime import Duration
 from inboxd.classify import Classification, Classifier
 from inboxd.config import Settings
+from inboxd.identity import AgentMail, Forged, identify
 from inboxd.language import detect_language
 from inboxd.log import log
 from inboxd.loops import no_ack_reason
-from inboxd.identity import AgentMail, Forged, identify
 from inboxd.models import Attachment, ParsedMessage
 from inboxd.mood import raise_to
 from inboxd.parse import parse_message

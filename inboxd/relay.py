@@ -15,9 +15,6 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -25,6 +22,7 @@ from inboxd.acknowledge import OutgoingMail
 from inboxd.agents import Agent
 from inboxd.assign import Routing, notify_owner
 from inboxd.commands import HELP, Command, parse_commands
+from inboxd.compose import address, compose
 from inboxd.config import Settings
 from inboxd.identity import AgentMail
 from inboxd.log import log
@@ -72,22 +70,13 @@ def build_reply(*, settings: Settings, agent: Agent, ticket: dict[str, Any], tex
     subject = ticket["subject"] if f"[{ticket_id}]" in ticket["subject"] else f"[{ticket_id}] {ticket['subject']}"
     subject = one_line(subject if subject.lower().startswith("re:") else f"Re: {subject}")
     message_id = make_msgid(idstring=f"reply.{ticket_id}", domain=support.address.rpartition("@")[2])
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = Address(display_name=one_line(f"{agent.name} ({support.name})"), addr_spec=support.address)
-    msg["To"] = ", ".join(to)
-    if cc:
-        msg["Cc"] = ", ".join(cc)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
+    headers = [("From", address(f"{agent.name} ({support.name})", support.address)), ("To", ", ".join(to))]
+    headers += [("Cc", ", ".join(cc))] if cc else []
+    headers += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id)]
     if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-        msg["References"] = " ".join([*references[-9:], in_reply_to])
-    msg.set_content(f"{text.rstrip()}\n", charset="utf-8")
-    for f in files:
-        maintype, _, subtype = f.content_type.partition("/")
-        msg.add_attachment(f.data, maintype=maintype, subtype=subtype or "octet-stream", filename=f.filename)
-    return OutgoingMail(message_id, support.address, tuple(dict.fromkeys(to + cc)), subject, text, msg.as_bytes())
+        headers += [("In-Reply-To", in_reply_to), ("References", " ".join([*references[-9:], in_reply_to]))]
+    raw = compose(headers, f"{text.rstrip()}\n", attachments=[(f.filename, f.content_type, f.data) for f in files])
+    return OutgoingMail(message_id, support.address, tuple(dict.fromkeys(to + cc)), subject, text, raw)
 
 
 class AgentReplies:

@@ -96,7 +96,7 @@ def _values(value: Any) -> list[Any]:
 
 
 def _list_check(key: str, wanted: list[str]) -> Check:
-    lowered = [w.lower() for w in wanted]
+    lowered = [w.lower().lstrip("@") if key == "domain" else w.lower() for w in wanted]
     shown = wanted[0] if len(wanted) == 1 else f"one of {', '.join(wanted)}"
 
     def get(ctx: RouteContext) -> tuple[str, ...]:

@@ -191,7 +191,7 @@ def compile_file(path: Path) -> list[Rule]:
         raise RuleError(exc.problems) from None
     problems: list[str] = []
     for key in data:
-        if key not in ("rule", "route"):
+        if key not in ("rule", "route", "agent", "team"):  # routes and agents are read by their own modules
             problems.append(f"{path}:{top_level_line(text, key)}: unknown top-level entry '{key}'; "
                             "rule files hold [[rule]] tables")
     rules: list[Rule] = []
