@@ -97,7 +97,7 @@ class Classifier:
     def guesses(self, texts: list[str]) -> list[tuple[str, float] | None]:
         """The model's (category, probability) for many texts at once: batching is much faster."""
         model = self.model
-        if model is None:
+        if model is None or not texts:
             return [None] * len(texts)
         return list(model.predict(texts))
 

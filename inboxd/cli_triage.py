@@ -135,6 +135,8 @@ def _classify_jsonl(classifier: Classifier, source: IO[str]) -> None:
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
+        if not batch:
+            return
         texts = [example_text(str(i.get("subject", "")), str(i.get("body", ""))) for i in batch]
         for item, guess in zip(batch, classifier.guesses(texts)):
             if "error" in item:

@@ -241,7 +241,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "classify": {
         "rules_dir": Key(str, "rules"),
         "model": Key(str, "data/model.joblib"),
-        "min_confidence": Key((int, float), 0.4, lambda v: v if 0 <= v <= 1 else _fail("must be between 0 and 1")),
+        "min_confidence": Key((int, float), 0.3, lambda v: v if 0 <= v <= 1 else _fail("must be between 0 and 1")),
         "vip": Key(list, []),
         "retrain_after": Key(int, 20, lambda v: int(_positive(v))),
         "retrain_check_minutes": Key((int, float), 60, _positive),

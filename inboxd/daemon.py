@@ -111,6 +111,7 @@ class Daemon:
                 mailbox_ok = False
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=f"{type(exc).__name__}: {exc}")
         await asyncio.to_thread(self._pipeline(store).process_pending)
+        report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
         for fetcher in connected:
             try:
                 await asyncio.to_thread(fetcher.mark_processed)
@@ -118,7 +119,6 @@ class Daemon:
                 log(logger, logging.WARNING, "marking_failed", folder=fetcher.folder, error=str(exc))
             finally:
                 await asyncio.to_thread(fetcher.source.close)
-        report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
         log(logger, logging.INFO, "run_once_done", sent=report.sent, retrying=report.retrying,
             failed=report.failed)
         store.close()
@@ -202,7 +202,8 @@ class Daemon:
                 await _wait(process_wake, RESCAN_SECONDS)
                 process_wake.clear()
                 try:
-                    if await asyncio.to_thread(pipeline.process_pending):
+                    if await asyncio.to_thread(pipeline.process_pending,
+                                               lambda: loop.call_soon_threadsafe(send_wake.set)):
                         for wake in flag_wakes:
                             wake.set()
                         send_wake.set()

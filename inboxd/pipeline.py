@@ -57,14 +57,18 @@ class Pipeline:
         self.clock = clock
         self.agent_replies = AgentReplies(settings, store, routing)
 
-    def process_pending(self) -> int:
-        """Process every stored message still waiting; returns how many were handled."""
+    def process_pending(self, on_batch: Callable[[], None] = lambda: None) -> int:
+        """Process every stored message still waiting; returns how many were handled.
+
+        ``on_batch`` runs after each batch so the sender can start on a long backlog early.
+        """
         done = last_id = 0
         while rows := self.store.pending_raw(after_id=last_id):
             for row in rows:
                 self.process(row)
                 last_id = row.id
                 done += 1
+            on_batch()
         return done
 
     def process(self, row: RawRow) -> None:

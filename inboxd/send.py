@@ -56,49 +56,64 @@ class Sender:
                                username=s.username or None, password=s.password or None)
 
     async def send_due(self, *, ignore_backoff: bool = False) -> SendReport:
-        """Send what is due now (or everything pending) over one SMTP connection."""
+        """Send what is due now (or everything pending) over one SMTP connection.
+
+        Rows are read page by page in id order, so each is tried once per call however
+        long the queue is, and a page that fails does not block the ones queued after it.
+        """
         report = SendReport()
-        rows = await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock())
-        if not rows:
-            return report
-        client = self._client()
+        after_id = 0
+        client: aiosmtplib.SMTP | None = None
         try:
-            await client.connect()
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            for row in rows:
-                await self._retry_or_fail(row, f"cannot reach the mail server: {exc}", report)
-            return report
-        try:
-            for index, row in enumerate(rows):
-                try:
-                    await client.sendmail(row["mail_from"], json.loads(row["recipients"]), row["raw"])
-                except aiosmtplib.SMTPResponseException as exc:
-                    if 500 <= exc.code < 600:
-                        await self._fail(row, f"refused by the mail server: {exc.code} {exc.message}", report)
-                        continue
-                    await self._retry_or_fail(row, f"{exc.code} {exc.message}", report)
-                except aiosmtplib.SMTPRecipientsRefused as exc:
-                    error = "every recipient was refused: " + "; ".join(
-                        f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)
-                    if all(500 <= r.code < 600 for r in exc.recipients):
-                        await self._fail(row, error, report)
-                    else:
-                        await self._retry_or_fail(row, error, report)
-                except (aiosmtplib.SMTPException, OSError) as exc:
-                    for later in rows[index:]:  # the connection is gone; try the rest later
-                        await self._retry_or_fail(later, f"{type(exc).__name__}: {exc}", report)
+            while rows := await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock(),
+                                                  after_id):
+                after_id = rows[-1]["id"]
+                if client is None:
+                    client = self._client()
+                    try:
+                        await client.connect()
+                    except (aiosmtplib.SMTPException, OSError) as exc:
+                        client = None
+                        for row in rows:
+                            await self._retry_or_fail(row, f"cannot reach the mail server: {exc}", report)
+                        return report
+                if not await self._send_page(client, rows, report):
                     return report
-                else:
-                    await asyncio.to_thread(self.store.mark_sent, row["id"], self.clock())
-                    report.sent += 1
-                    log(logger, logging.INFO, "mail_sent", outbox_id=row["id"], kind=row["kind"],
-                        ticket=row["ticket_id"], message_id=row["message_id"])
         finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+            if client is not None:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
         return report
+
+    async def _send_page(self, client: aiosmtplib.SMTP, rows: list[dict[str, Any]], report: SendReport) -> bool:
+        """Send one page; False when the connection broke (the rest of the page is retried later)."""
+        for index, row in enumerate(rows):
+            try:
+                await client.sendmail(row["mail_from"], json.loads(row["recipients"]), row["raw"])
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                error = "every recipient was refused: " + "; ".join(
+                    f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)
+                if all(500 <= r.code < 600 for r in exc.recipients):
+                    await self._fail(row, error, report)
+                else:
+                    await self._retry_or_fail(row, error, report)
+            except aiosmtplib.SMTPResponseException as exc:
+                if 500 <= exc.code < 600:
+                    await self._fail(row, f"refused by the mail server: {exc.code} {exc.message}", report)
+                else:
+                    await self._retry_or_fail(row, f"{exc.code} {exc.message}", report)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                for later in rows[index:]:  # the connection is gone; try these later
+                    await self._retry_or_fail(later, f"{type(exc).__name__}: {exc}", report)
+                return False
+            else:
+                await asyncio.to_thread(self.store.mark_sent, row["id"], self.clock())
+                report.sent += 1
+                log(logger, logging.INFO, "mail_sent", outbox_id=row["id"], kind=row["kind"],
+                    ticket=row["ticket_id"], message_id=row["message_id"])
+        return True
 
     async def _fail(self, row: dict[str, Any], error: str, report: SendReport) -> None:
         await asyncio.to_thread(self.store.mark_failed, row["id"], error)

@@ -88,6 +88,9 @@ CREATE INDEX tickets_requester ON tickets (requester);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """, """
 ALTER TABLE tickets ADD COLUMN first_response_at TEXT;
+""", """
+CREATE INDEX outbox_recipient ON outbox (kind, recipients, created_at);
+CREATE INDEX raw_sha256 ON raw_messages (sha256);
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
@@ -377,12 +380,13 @@ class Store:
                           "AND created_at>=?", (json.dumps([address]), iso(since)))
         return int(rows[0]["n"])
 
-    def due_outbox(self, now: datetime | None, limit: int = 50) -> list[dict[str, Any]]:
-        """Pending mail whose retry time has come (all pending mail when ``now`` is None)."""
+    def due_outbox(self, now: datetime | None, after_id: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending mail whose retry time has come (all pending mail when ``now`` is None), by id."""
         if now is None:
-            return self.query("SELECT * FROM outbox WHERE state='pending' ORDER BY id LIMIT ?", (limit,))
-        return self.query("SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? "
-                          "ORDER BY id LIMIT ?", (iso(now), limit))
+            return self.query("SELECT * FROM outbox WHERE state='pending' AND id>? ORDER BY id LIMIT ?",
+                              (after_id, limit))
+        return self.query("SELECT * FROM outbox WHERE state='pending' AND next_attempt_at<=? AND id>? "
+                          "ORDER BY id LIMIT ?", (iso(now), after_id, limit))
 
     def next_outbox_time(self) -> datetime | None:
         rows = self.query("SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state='pending'")

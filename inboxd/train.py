@@ -1,7 +1,7 @@
 """Train, evaluate, save and load the category model.
 
-The model is word n-grams plus character n-grams (TF-IDF) into a linear
-classifier with calibrated probabilities: character n-grams read Chinese
+The model is word n-grams plus character n-grams (TF-IDF) into a logistic
+regression, whose probabilities serve as confidence: character n-grams read Chinese
 without a word segmenter, word n-grams carry English. Examples are split into
 training and held-out sets by a hash of their text, so the same example always
 lands on the same side: a retrained model and the current one are compared on
@@ -22,16 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
-import sklearn
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.svm import LinearSVC
-
 from inboxd.rules import CATEGORIES
+
+# scikit-learn and joblib are imported inside the functions that use them: importing them
+# costs about a second and 90 MB, which `inboxd run --once` without a model should not pay.
 
 MODEL_FORMAT = 1
 MAX_TEXT = 4000
@@ -74,22 +68,27 @@ def is_held_out(text: str) -> bool:
     return hashlib.sha1(text.encode("utf-8")).digest()[0] % 5 == 0
 
 
-def build_pipeline(n_per_class_min: int) -> Pipeline:
+def build_pipeline() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
     features = FeatureUnion([
         ("words", TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9']+\b",
                                   ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, lowercase=True,
                                   max_features=300_000)),
     ])
-    if n_per_class_min >= 3:
-        model: Any = CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced"), cv=3, method="sigmoid")
-    else:  # too few examples to calibrate by cross-validation: logistic regression is calibrated enough
-        model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000)
+    # Logistic regression measured better than a calibrated LinearSVC on held-out mail (macro-F1
+    # 0.83 vs 0.78) and about 2.7x faster per message; see bench/README.md.
+    model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=3000)
     return Pipeline([("features", features), ("model", model)])
 
 
-def evaluate(model: TrainedModel | Pipeline, examples: list[Example]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class F1 and the confusion matrix on ``examples``."""
+def evaluate(model: Any, examples: list[Example]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class F1 and the confusion matrix of a TrainedModel or sklearn pipeline."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
     if not examples:
         return {"n": 0, "accuracy": None, "macro_f1": None, "per_class_f1": {}, "labels": [], "confusion": []}
     texts = [e.text for e in examples]
@@ -121,7 +120,7 @@ def train(examples: list[Example], corrections: int = 0) -> TrainedModel:
     counts = {label: sum(e.label == label for e in train_set) for label in {e.label for e in train_set}}
     if len(counts) < 2:
         raise ValueError("training needs examples of at least two categories")
-    pipeline = build_pipeline(min(counts.values()))
+    pipeline = build_pipeline()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny sets is not actionable here
         pipeline.fit([e.text for e in train_set], [e.label for e in train_set])
@@ -130,8 +129,10 @@ def train(examples: list[Example], corrections: int = 0) -> TrainedModel:
     model = TrainedModel(version=f"{created:%Y%m%d-%H%M%S}-{digest}", created_at=created.isoformat(),
                          labels=sorted(counts), metrics={}, pipeline=pipeline,
                          examples=len(train_set), corrections=corrections)
+    from sklearn import __version__ as sklearn_version
+
     model.metrics = {"held_out": evaluate(model, test_set), "train_examples": len(train_set),
-                     "sklearn": sklearn.__version__}
+                     "sklearn": sklearn_version}
     return model
 
 
@@ -141,6 +142,8 @@ def held_out(examples: list[Example]) -> list[Example]:
 
 def save(model: TrainedModel, path: Path) -> None:
     """Write atomically: a crash mid-write never leaves a half model behind."""
+    import joblib
+
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": MODEL_FORMAT, "version": model.version, "created_at": model.created_at,
                "labels": model.labels, "metrics": model.metrics, "pipeline": model.pipeline,
@@ -161,6 +164,8 @@ def load(path: Path) -> TrainedModel:
     """Load a model written by ``save``; ModelError says what is wrong in plain words."""
     if not path.exists():
         raise ModelError(f"no model file at {path} (run `inboxd train`)")
+    import joblib
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # sklearn version notes; the format check below decides

@@ -1,0 +1,976 @@
+#!/usr/bin/env python
+"""End-to-end benchmark of inboxd against a real Dovecot and an SMTP sink.
+
+Run from the project root:
+
+    .venv/bin/python bench/bench_pipeline.py [--messages 1000] [--latency-samples 100]
+
+One run measures, on the same servers:
+
+1. backlog drain with ``inboxd run --once`` (subprocess): N mixed mails waiting in the
+   ``support`` INBOX, timed from spawn until every expected acknowledgement reached the
+   sink; peak RSS of the child (``os.wait4``). If one ``--once`` does not deliver every
+   acknowledgement it is run again, back to back, and the runs are reported.
+2. the same backlog drained by the daemon (``inboxd run``) on a fresh database.
+3. a baseline: a subprocess that only does raw IMAP ``BODY.PEEK[]`` fetches of the same
+   mail (imapclient) and sends one small ack-sized mail per expected acknowledgement
+   over one aiosmtplib connection to the same sink.
+4. delivery-to-acknowledgement latency with IDLE: the daemon from (2) keeps running; one
+   mail at a time is APPENDed and the time until the sink accepts its acknowledgement is
+   recorded.
+5. Dovecot's own IDLE notification delay (APPEND -> EXISTS at a plain imapclient IDLE
+   session), the floor under (4).
+
+Order of a run: baseline, --once, daemon drain, latency, IDLE floor. See bench/README.md.
+
+Results are printed and written to ``bench/results/<timestamp>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(ROOT / "tests"))
+
+PYTHON = sys.executable
+SUPPORT = "support@example.com"
+SENDER_DOMAIN = "example.net"  # not example.com users: the sink only records, no Dovecot delivery
+
+
+# --------------------------------------------------------------------------------------
+# the corpus
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class Corpus:
+    raws: list[bytes] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    ack_recipients: list[str] = field(default_factory=list)  # one per expected acknowledgement
+    tickets: int = 0
+
+    @property
+    def expected_acks(self) -> int:
+        return len(self.ack_recipients)
+
+    def kind_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k in self.kinds:
+            out[k] = out.get(k, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def _encoded_word(charset: str, text: str) -> str:
+    return f"=?{charset}?B?{base64.b64encode(text.encode(charset)).decode()}?="
+
+
+def _raw_charset_mail(sender: str, name: str, charset: str, subject: str, body: str, msgid: str,
+                      date: str) -> bytes:
+    head = (f"From: {name} <{sender}>\r\nTo: {SUPPORT}\r\nSubject: {_encoded_word(charset, subject)}\r\n"
+            f"Date: {date}\r\nMessage-ID: {msgid}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset={charset}\r\n")
+    if charset.lower() == "iso-2022-jp":
+        head += "Content-Transfer-Encoding: 7bit\r\n"
+    else:
+        head += "Content-Transfer-Encoding: 8bit\r\n"
+    return head.encode("ascii") + b"\r\n" + body.replace("\n", "\r\n").encode(charset) + b"\r\n"
+
+
+_EN_SUBJECTS = ["Order {n} never arrived", "Refund for invoice {n}", "Cannot log in to my account",
+                "Wrong size delivered (order {n})", "Question about shipping to Kaohsiung"]
+_EN_BODY = ("Hello,\n\nI ordered item {n} two weeks ago and it has not arrived yet. The tracking page "
+            "has not changed since last Monday. Could you please check what happened and tell me "
+            "when I can expect it? I need it before the end of the month.\n\nThank you,\n{name}\n")
+_BIG5 = [("退款問題 {n}", "您好，我上週訂購的商品有瑕疵，想申請退款，請問需要寄回嗎？訂單編號 {n}。謝謝。"),
+         ("帳號無法登入", "您好，我的帳號從昨天開始就無法登入，系統顯示密碼錯誤，但我確定密碼是對的。請協助處理，謝謝。")]
+_GBK = [("发票问题 {n}", "您好，请问我的发票什么时候可以开出来？订单号 {n}，谢谢。"),
+        ("物流查询", "您好，我的包裹已经五天没有更新物流信息了，请帮我查一下，谢谢。")]
+_JP = [("注文について {n}", "注文した商品がまだ届いていません。注文番号は {n} です。確認をお願いします。")]
+
+
+def build_corpus(n: int, seed: int = 1) -> Corpus:
+    """N mails, every sender distinct except follow-ups, which come from their ticket's requester.
+
+    Ticket numbers are predicted: mail is processed in UID order and every mail except a
+    follow-up creates the next ticket (auto-replies create one too, they only get no ack).
+    """
+    rng = random.Random(seed)
+    slots = (["en"] * 33 + ["html"] * 15 + ["big5"] * 14 + ["gbk"] * 14 + ["jp"] * 8 + ["attach"] * 2
+             + ["auto"] * 6 + ["followup"] * 8)
+    assert len(slots) == 100
+    rng.shuffle(slots)
+    corpus = Corpus()
+    created: list[tuple[int, str, str, str]] = []  # (ticket number, sender, subject, message-id)
+    attachment = rng.randbytes(200 * 1024)
+    date = format_datetime(datetime.now().astimezone())
+    for i in range(n):
+        kind = slots[i % 100]
+        if kind == "followup" and not created:
+            kind = "en"
+        sender = f"cust{i:05d}@{SENDER_DOMAIN}"
+        name = f"Customer {i}"
+        msgid = f"<bench-{i}-{rng.getrandbits(32):08x}@{SENDER_DOMAIN}>"
+        subject = ""
+        if kind in ("en", "attach", "auto", "html"):
+            msg = EmailMessage()
+            msg["From"] = f"{name} <{sender}>"
+            msg["To"] = SUPPORT
+            msg["Date"] = date
+            msg["Message-ID"] = msgid
+            subject = rng.choice(_EN_SUBJECTS).format(n=1000 + i)
+            body = _EN_BODY.format(n=1000 + i, name=name)
+            if kind == "auto":
+                variant = i % 3
+                if variant == 0:
+                    msg["Auto-Submitted"] = "auto-replied"
+                    subject = f"Re: {subject}"
+                elif variant == 1:
+                    subject = "Out of Office: back on Monday"
+                else:
+                    msg["X-Autoreply"] = "yes"
+                    subject = f"Automatic reply: {subject}"
+                body = "I am out of the office until Monday and will answer your mail then.\n"
+            msg["Subject"] = subject
+            if kind == "html":
+                html = ("<html><body><p>Hello,</p><p>" + body.replace("\n\n", "</p><p>").replace("\n", "<br>")
+                        + "</p><table><tr><td>Order</td><td>" + str(1000 + i) + "</td></tr></table></body></html>")
+                msg.set_content(html, subtype="html")
+            else:
+                msg.set_content(body)
+            if kind == "attach":
+                msg.add_attachment(attachment, maintype="application", subtype="pdf", filename=f"invoice-{i}.pdf")
+            raw = msg.as_bytes()
+        elif kind == "followup":
+            number, sender, orig_subject, orig_msgid = rng.choice(created)
+            msg = EmailMessage()
+            msg["From"] = f"Returning <{sender}>"
+            msg["To"] = SUPPORT
+            msg["Date"] = date
+            msg["Message-ID"] = msgid
+            if i % 2:
+                msg["Subject"] = f"Re: [SUP-{number}] {orig_subject}"
+            else:  # threads by References to the customer's own first mail, no tag
+                msg["Subject"] = f"Re: {orig_subject}"
+                msg["In-Reply-To"] = orig_msgid
+                msg["References"] = orig_msgid
+            msg.set_content(f"Any news about this? (follow-up {i})\n")
+            raw = msg.as_bytes()
+        else:
+            charset, texts = {"big5": ("big5", _BIG5), "gbk": ("gbk", _GBK), "jp": ("iso-2022-jp", _JP)}[kind]
+            subj_t, body_t = rng.choice(texts)
+            subject, body = subj_t.format(n=1000 + i), body_t.format(n=1000 + i)
+            raw = _raw_charset_mail(sender, name, charset, subject, body, msgid, date)
+        corpus.raws.append(raw)
+        corpus.kinds.append(kind)
+        if kind != "followup":
+            corpus.tickets += 1
+            created.append((corpus.tickets, sender, subject, msgid))
+            if kind != "auto":
+                corpus.ack_recipients.append(sender)
+    return corpus
+
+
+# --------------------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------------------
+
+def make_sink_class() -> type:
+    from mailservers import SmtpSink
+
+    class TimedSink(SmtpSink):  # type: ignore[misc,valid-type]
+        """The test SMTP sink, plus the monotonic time each message was accepted."""
+
+        def __init__(self, dovecot: Any) -> None:
+            super().__init__(dovecot)
+            self.times: list[float] = []
+            self.by_rcpt: dict[str, float] = {}
+            self._lock = threading.Lock()
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            result = await super().handle_DATA(server, session, envelope)
+            if result.startswith("250"):
+                now = time.monotonic()
+                with self._lock:
+                    self.times.append(now)
+                    for rcpt in envelope.rcpt_tos:
+                        self.by_rcpt[rcpt.lower()] = now
+            return result
+
+        def clear(self) -> None:
+            with self._lock:
+                super().clear()
+                self.times.clear()
+                self.by_rcpt.clear()
+
+        def count(self) -> int:
+            return len(self.messages)
+
+    return TimedSink
+
+
+def write_config(directory: Path, dovecot: Any, sink: Any, db_name: str, poll_interval: float,
+                 ack_limit: int, model: Path) -> Path:
+    box, smtp = dovecot.imap_config("support"), sink.smtp_config()
+    text = f"""\
+[imap]
+host = "{box['host']}"
+port = {box['port']}
+tls = "none"
+username = "{box['username']}"
+password = "{box['password']}"
+poll_interval = {poll_interval}
+
+[smtp]
+host = "{smtp['host']}"
+port = {smtp['port']}
+tls = "none"
+timeout = 30
+retry_delay = 1
+
+[support]
+address = "{SUPPORT}"
+name = "Example Support"
+timezone = "Asia/Taipei"
+first_response = "4h"
+business_days = ["mon", "tue", "wed", "thu", "fri"]
+business_hours = ["09:00-12:30", "13:30-18:00"]
+holidays = ["2026-12-25"]
+ack_limit_per_hour = {ack_limit}
+
+[storage]
+database = "{db_name}"
+
+[classify]
+rules_dir = "{ROOT / 'rules'}"
+model = "{model}"
+
+[logging]
+level = "info"
+format = "json"
+"""
+    path = directory / f"{Path(db_name).stem}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def append_all(dovecot: Any, raws: list[bytes], user: str = "support") -> list[int]:
+    """APPEND every mail over one IMAP session; returns their UIDs."""
+    uids = []
+    with dovecot.client(user) as imap:
+        for raw in raws:
+            response = imap.append("INBOX", raw)
+            match = re.search(rb"APPENDUID \d+ (\d+)", response)
+            uids.append(int(match.group(1)) if match else -1)
+    return uids
+
+
+# --------------------------------------------------------------------------------------
+# child processes
+# --------------------------------------------------------------------------------------
+
+class Child:
+    """A subprocess whose own peak RSS is read with os.wait4 when it exits."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 stdout_path: Path | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self._out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._log, env=env)
+        self.ended: float | None = None
+        self.returncode: int | None = None
+        self.maxrss_kb: int | None = None
+        self.rss_samples_kb: list[int] = []
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self._reaped(status, usage)
+        return self.returncode
+
+    def _reaped(self, status: int, usage: Any) -> None:
+        self.ended = time.monotonic()
+        self.ended_wall = time.time()
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.returncode  # keep Popen from waiting again
+        self.maxrss_kb = usage.ru_maxrss  # kilobytes on Linux
+        self._close_files()
+
+    def sample_rss(self) -> None:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        self.rss_samples_kb.append(int(line.split()[1]))
+                        return
+        except OSError:
+            pass
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.proc.args} still running after {timeout} s")
+            self.sample_rss()
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``."""
+        if self.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.wait(timeout)
+            except TimeoutError:
+                self.proc.kill()
+                return self.wait(10)
+        assert self.returncode is not None
+        return self.returncode
+
+    def _close_files(self) -> None:
+        self._log.close()
+        if hasattr(self._out, "close"):
+            self._out.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def inboxd_args(config: Path, *extra: str) -> list[str]:
+    return [PYTHON, "-m", "inboxd", "--config", str(config), "run", *extra]
+
+
+def log_events(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def event_span(events: list[dict[str, Any]], name: str) -> tuple[str, str, int] | None:
+    times = [e["time"] for e in events if e.get("event") == name]
+    return (times[0], times[-1], len(times)) if times else None
+
+
+def stage_seconds(events: list[dict[str, Any]], started_wall: float, ended_wall: float) -> dict[str, float]:
+    """Stages of one `run --once` from its log (wall clock, ms resolution): start-up (interpreter,
+    imports, configuration, classifier), connect + fetch of the whole backlog, processing,
+    marking keywords + SMTP connect, sending, exit."""
+    def first(name: str) -> float | None:
+        return next((datetime.fromisoformat(e["time"]).timestamp() for e in events if e.get("event") == name), None)
+
+    def last(name: str) -> float | None:
+        found = [e for e in events if e.get("event") == name]
+        return datetime.fromisoformat(found[-1]["time"]).timestamp() if found else None
+
+    points = [("spawn", started_wall), ("log_start", min((datetime.fromisoformat(e["time"]).timestamp()
+                                                          for e in events), default=None)),
+              ("first_processed", first("message_processed")), ("last_processed", last("message_processed")),
+              ("first_sent", first("mail_sent")), ("last_sent", last("mail_sent")),
+              ("done", first("run_once_done")), ("exit", ended_wall)]
+    names = {("spawn", "log_start"): "startup_to_first_log", ("log_start", "first_processed"): "fetch_to_first_processed",
+             ("first_processed", "last_processed"): "processing", ("last_processed", "first_sent"): "mark_keywords_and_connect",
+             ("first_sent", "last_sent"): "sending", ("last_sent", "done"): "send_end", ("done", "exit"): "exit"}
+    known = [(n, t) for n, t in points if t is not None]
+    out: dict[str, float] = {}
+    for (a, ta), (b, tb) in zip(known, known[1:]):
+        out[names.get((a, b), f"{a}_to_{b}")] = round(tb - ta, 3)
+    return out
+
+
+def per_mail_trend(events: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """Mean milliseconds between consecutive processed mails in the first and the last tenth of
+    the backlog: growth means per-mail work that depends on how much is already stored."""
+    ts = [datetime.fromisoformat(e["time"]).timestamp() for e in events if e.get("event") == "message_processed"]
+    gaps = [(b - a) * 1000 for a, b in zip(ts, ts[1:])]
+    tenth = len(gaps) // 10
+    if tenth < 5:
+        return None
+    return round(statistics.fmean(gaps[:tenth]), 2), round(statistics.fmean(gaps[-tenth:]), 2)
+
+
+def git_state() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": run("git", "rev-parse", "--short", "HEAD").strip(),
+            "modified_in_inboxd": [line[3:] for line in run("git", "status", "--porcelain", "inboxd").splitlines()
+                                   if line.strip()]}
+
+
+def db_summary(db: Path) -> dict[str, Any]:
+    import sqlite3
+    conn = sqlite3.connect(str(db))
+    try:
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "raw_messages": one("SELECT COUNT(*) FROM raw_messages"),
+            "quarantined": one("SELECT COUNT(*) FROM raw_messages WHERE state='quarantined'"),
+            "tickets": one("SELECT COUNT(*) FROM tickets"),
+            "outbox_sent": one("SELECT COUNT(*) FROM outbox WHERE state='sent'"),
+            "outbox_pending": one("SELECT COUNT(*) FROM outbox WHERE state='pending'"),
+            "outbox_failed": one("SELECT COUNT(*) FROM outbox WHERE state='failed'"),
+            "acks_suppressed": one("SELECT COUNT(*) FROM events WHERE kind='ack_suppressed'"),
+        }
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------
+# the baseline child: raw IMAP fetch + raw SMTP send, nothing else
+# --------------------------------------------------------------------------------------
+
+def baseline_child(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    t_start = time.monotonic()
+    from imapclient import IMAPClient
+    import aiosmtplib
+
+    t_imported = time.monotonic()
+    imap = IMAPClient(spec["imap_host"], port=spec["imap_port"], ssl=False, timeout=60)
+    imap.login(spec["imap_user"], spec["imap_password"])
+    imap.select_folder("INBOX", readonly=True)
+    uids = sorted(imap.search("ALL"))
+    fetched = 0
+    nbytes = 0
+    batch = spec["batch"]
+    for i in range(0, len(uids), batch):
+        for _uid, data in imap.fetch(uids[i:i + batch], ["BODY.PEEK[]"]).items():
+            fetched += 1
+            nbytes += len(data[b"BODY[]"])
+    imap.logout()
+    t_fetched = time.monotonic()
+
+    # One prebuilt acknowledgement-sized mail (inboxd's text+HTML acks average ~7.5 KB);
+    # only the recipient and the ticket number change: no MIME building in the loop.
+    head = ("From: Example Support <" + SUPPORT + ">\r\nTo: {rcpt}\r\nSubject: [SUP-{n}] We received your request\r\n"
+            "Message-ID: <ack.SUP-{n}.bench@example.com>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+            "Hello,\r\n\r\nYour request has been registered as ticket SUP-{n}.\r\n\r\n")
+    line = "This is an automatic message; please keep the ticket number in the subject.\r\n"
+    body = line * max(1, (spec["ack_bytes"] - len(head)) // len(line))
+
+    async def send_all() -> int:
+        smtp = aiosmtplib.SMTP(hostname=spec["smtp_host"], port=spec["smtp_port"], timeout=30)
+        await smtp.connect()
+        sent = 0
+        for n, rcpt in enumerate(spec["recipients"], 1):
+            await smtp.sendmail(SUPPORT, [rcpt], (head.format(rcpt=rcpt, n=n) + body).encode())
+            sent += 1
+        await smtp.quit()
+        return sent
+
+    sent = asyncio.run(send_all())
+    t_done = time.monotonic()
+    print(json.dumps({"fetched": fetched, "bytes": nbytes, "sent": sent,
+                      "import_s": t_imported - t_start, "fetch_s": t_fetched - t_imported,
+                      "send_s": t_done - t_fetched, "total_in_process_s": t_done - t_start}))
+
+
+# --------------------------------------------------------------------------------------
+# the phases
+# --------------------------------------------------------------------------------------
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.002) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    """`inboxd run --once` until the outbox is empty, back to back; the sink must hold every ack."""
+    config = write_config(work, dovecot, sink, "once.db", args.poll_interval, args.ack_limit,
+                          args.model)
+    sink.clear()
+    runs: list[dict[str, Any]] = []
+    for run in range(1, args.once_max_runs + 1):
+        child = Child(inboxd_args(config, "--once"), work / f"once-{run}.log")
+        code = child.wait(args.timeout)
+        events = log_events(child.log_text())
+        db = db_summary(work / "once.db")
+        info = {"run": run, "exit_code": code, "seconds": child.ended - child.started,  # type: ignore[operator]
+                "maxrss_mb": (child.maxrss_kb or 0) / 1024, "acks_in_sink_after": sink.count(),
+                "processed": sum(1 for e in events if e.get("event") == "message_processed"),
+                "sent": sum(1 for e in events if e.get("event") == "mail_sent"),
+                "outbox_pending_after": db["outbox_pending"]}
+        if run == 1:
+            info["stage_seconds"] = stage_seconds(events, child.started_wall, child.ended_wall)
+            info["processing_ms_per_mail_first_last_tenth"] = per_mail_trend(events)
+            info["model"] = next((e["event"] for e in events if e.get("event") in ("model_loaded", "model_unavailable")),
+                                 None)
+        runs.append(info)
+        if code != 0:
+            raise RuntimeError(f"inboxd run --once exited {code}:\n{child.log_text()[-3000:]}")
+        if db["outbox_pending"] == 0 or info["sent"] == 0:
+            break
+    db = db_summary(work / "once.db")
+    total_runs_s = sum(r["seconds"] for r in runs)
+    return {
+        "runs": runs,
+        "runs_needed": len(runs),
+        "complete": db["outbox_pending"] == 0 and sink.count() == db["outbox_sent"],
+        "acks_planned": corpus.expected_acks,
+        "acks_queued_by_inboxd": db["outbox_sent"] + db["outbox_pending"] + db["outbox_failed"],
+        "acks_delivered": sink.count(),
+        "first_run_seconds": runs[0]["seconds"],
+        "first_run_acks": runs[0]["acks_in_sink_after"],
+        "total_seconds": total_runs_s,
+        "messages_per_second": len(corpus.raws) / total_runs_s,
+        "first_run_messages_per_second": len(corpus.raws) / runs[0]["seconds"],
+        "peak_rss_mb": max(r["maxrss_mb"] for r in runs),
+        "db": db,
+    }
+
+
+def phase_baseline(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
+    box, smtp = dovecot.imap_config("support"), sink.smtp_config()
+    spec = {"imap_host": box["host"], "imap_port": box["port"], "imap_user": box["username"],
+            "imap_password": box["password"], "smtp_host": smtp["host"], "smtp_port": smtp["port"],
+            "recipients": corpus.ack_recipients, "batch": args.baseline_batch,
+            "ack_bytes": args.baseline_ack_bytes}
+    spec_path = work / "baseline.json"
+    spec_path.write_text(json.dumps(spec))
+    sink.clear()
+    child = Child([PYTHON, str(Path(__file__).resolve()), "--baseline-child", str(spec_path)],
+                  work / "baseline.log", stdout_path=work / "baseline.out")
+    code = child.wait(args.timeout)
+    if code != 0:
+        raise RuntimeError(f"baseline exited {code}:\n{child.log_text()[-3000:]}")
+    inner = json.loads((work / "baseline.out").read_text().strip().splitlines()[-1])
+    if inner["fetched"] != len(corpus.raws) or sink.count() != corpus.expected_acks:
+        raise RuntimeError(f"baseline fetched {inner['fetched']}/{len(corpus.raws)}, "
+                           f"sink has {sink.count()}/{corpus.expected_acks}")
+    seconds = child.ended - child.started  # type: ignore[operator]
+    return {"seconds": seconds, "messages_per_second": len(corpus.raws) / seconds,
+            "maxrss_mb": (child.maxrss_kb or 0) / 1024, "inner": inner}
+
+
+def phase_daemon(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argparse.Namespace,
+                 state: dict[str, Any]) -> dict[str, Any]:
+    """Drain the same backlog with `inboxd run` on a fresh database; leaves the daemon running.
+
+    Done when every mail is processed, the outbox is empty and the sink holds what was sent
+    (normally exactly the planned acknowledgements)."""
+    db_path = work / "daemon.db"
+    config = write_config(work, dovecot, sink, db_path.name, args.poll_interval, args.ack_limit,
+                          args.model)
+    sink.clear()
+    child = Child(inboxd_args(config), work / "daemon.log")
+    state["daemon"] = child
+    last_check = [0.0]
+
+    def drained() -> bool:
+        if child.poll() is not None:
+            return True
+        if sink.count() >= corpus.expected_acks:
+            return True
+        if time.monotonic() - last_check[0] < 0.25 or not db_path.exists():
+            return False
+        last_check[0] = time.monotonic()
+        try:
+            db = db_summary(db_path)
+        except Exception:  # not created yet, or busy
+            return False
+        return (db["raw_messages"] >= len(corpus.raws) and db["outbox_pending"] == 0
+                and sink.count() >= db["outbox_sent"]
+                and _nothing_waiting(db_path))
+
+    ok = wait_until(drained, args.timeout, interval=0.005)
+    if child.poll() is not None:
+        raise RuntimeError(f"inboxd run exited {child.returncode}:\n{child.log_text()[-3000:]}")
+    if not ok:
+        raise RuntimeError(f"daemon delivered {sink.count()}/{corpus.expected_acks} acks in {args.timeout} s")
+    delivered = sink.count()
+    if delivered == 0:
+        raise RuntimeError("the daemon processed the backlog but sent no acknowledgement")
+    seconds = sink.times[delivered - 1] - child.started
+    first_ack = sink.times[0] - child.started
+    child.sample_rss()
+    time.sleep(1.0)  # anything unexpected still coming?
+    events = log_events(child.log_text())
+    return {"seconds": seconds, "messages_per_second": len(corpus.raws) / seconds,
+            "first_ack_after_s": first_ack, "acks_delivered": delivered, "acks_after_1s_more": sink.count(),
+            "rss_after_drain_mb": (child.rss_samples_kb[-1] if child.rss_samples_kb else 0) / 1024,
+            "log_spans": {name: event_span(events, name) for name in ("mailbox_connected", "message_processed",
+                                                                      "mail_sent")}}
+
+
+def _nothing_waiting(db: Path) -> bool:
+    import sqlite3
+    conn = sqlite3.connect(str(db))
+    try:
+        return conn.execute("SELECT COUNT(*) FROM raw_messages WHERE state='received'").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def latency_mail(i: int) -> tuple[str, bytes]:
+    sender = f"lat{i:04d}@{SENDER_DOMAIN}"
+    msg = EmailMessage()
+    msg["From"] = f"Latency {i} <{sender}>"
+    msg["To"] = SUPPORT
+    msg["Subject"] = f"Latency probe {i}: my parcel is late"
+    msg["Date"] = format_datetime(datetime.now().astimezone())
+    msg["Message-ID"] = f"<lat-{i}-{os.getpid()}-{time.time_ns()}@{SENDER_DOMAIN}>"
+    msg.set_content("Hello, my parcel is late. Please tell me where it is. Thank you.\n")
+    return sender, msg.as_bytes()
+
+
+def phase_latency(work: Path, dovecot: Any, sink: Any, args: argparse.Namespace,
+                  state: dict[str, Any]) -> dict[str, Any]:
+    child: Child = state["daemon"]
+    sink.clear()
+    samples: list[float] = []
+    probes: dict[str, tuple[float, float, float]] = {}  # sender -> (t0 wall, t0 monotonic, t1 monotonic)
+    missed = 0
+    rng = random.Random(7)
+    with dovecot.client("support") as imap:
+
+        for i in range(-1, args.latency_samples):  # -1: warm-up, proves the daemon is in IDLE
+            sender, raw = latency_mail(i + 1)
+            t0_wall, t0 = time.time(), time.monotonic()
+            imap.append("INBOX", raw)
+            got = wait_until(lambda: sender in sink.by_rcpt or child.poll() is not None, args.sample_timeout)
+            if child.poll() is not None:
+                raise RuntimeError(f"inboxd run exited {child.returncode}:\n{child.log_text()[-3000:]}")
+            if not got:
+                missed += 1
+                continue
+            if i >= 0:
+                samples.append((sink.by_rcpt[sender] - t0) * 1000)
+                probes[sender] = (t0_wall, t0, sink.by_rcpt[sender])
+            child.sample_rss()
+            time.sleep(args.pause + rng.uniform(0, args.pause))
+    if not samples:
+        raise RuntimeError("no latency sample was acknowledged")
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:  # nearest-rank percentile
+        k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
+        return ordered[k]
+
+    # Where the time goes, from the daemon's own log (wall clock, millisecond resolution):
+    # APPEND -> message_processed (IDLE notification + fetch + store + pipeline) and
+    # message_processed -> accepted by the sink (outbox wake-up + SMTP).
+    to_processed, to_sent = [], []
+    for event in log_events(child.log_text()):
+        probe = probes.get(str(event.get("from", ""))) if event.get("event") == "message_processed" else None
+        if probe is None:
+            continue
+        t0_wall, t0, t1 = probe
+        processed = datetime.fromisoformat(event["time"]).timestamp()
+        to_processed.append((processed - t0_wall) * 1000)
+        to_sent.append((t0_wall + (t1 - t0) - processed) * 1000)
+    breakdown = {}
+    if to_processed:
+        breakdown = {"append_to_processed_p50_ms": statistics.median(to_processed),
+                     "processed_to_ack_received_p50_ms": statistics.median(to_sent)}
+    return {"samples": len(samples), "missed": missed, "p50_ms": pct(50), "p90_ms": pct(90),
+            "p99_ms": pct(99), "max_ms": ordered[-1], "min_ms": ordered[0],
+            "mean_ms": statistics.fmean(ordered), **breakdown, "all_ms": [round(s, 2) for s in samples]}
+
+
+def phase_idle_floor(dovecot: Any, samples: int) -> dict[str, Any]:
+    """How long Dovecot itself takes to tell an IDLE client about an APPEND (no inboxd involved)."""
+    raw = latency_mail(0)[1]
+    out: list[float] = []
+    with dovecot.client("other") as idler, dovecot.client("other") as appender:
+        appender.append("INBOX", raw)
+        idler.select_folder("INBOX")
+        for _ in range(samples):
+            idler.idle()
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            appender.append("INBOX", raw)
+            deadline = t0 + 5
+            while time.monotonic() < deadline:
+                responses = idler.idle_check(timeout=max(0.01, deadline - time.monotonic()))
+                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                    out.append((time.monotonic() - t0) * 1000)
+                    break
+            idler.idle_done()
+    if not out:
+        return {"samples": 0}
+    return {"samples": len(out), "p50_ms": statistics.median(out), "max_ms": max(out), "min_ms": min(out)}
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    dovecot = subprocess.run(["/usr/sbin/dovecot", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"nproc": os.cpu_count(), "cpu": cpu, "loadavg_at_start": _loadavg(), "mem_total": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "dovecot": dovecot}
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return ""
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    once, base, daemon, lat = (result.get(k) for k in ("once", "baseline", "daemon", "latency"))
+    n = result["messages"]
+    rows: list[tuple[str, str, str]] = []
+    if once:
+        note = "" if once["runs_needed"] == 1 else f"  ({once['runs_needed']} runs needed!)"
+        if not once["complete"]:
+            note += "  INCOMPLETE: not every ack was delivered"
+        rows.append(("inboxd run --once: drain", f"{once['messages_per_second']:.1f} msg/s",
+                     f"{once['total_seconds']:.2f} s for {n} mails, {once['acks_delivered']}/"
+                     f"{once['acks_queued_by_inboxd']} acks{note}"))
+        if once["runs_needed"] > 1:
+            rows.append(("  first --once run only", f"{once['first_run_messages_per_second']:.1f} msg/s",
+                         f"{once['first_run_seconds']:.2f} s, delivered {once['first_run_acks']}/"
+                         f"{once['acks_queued_by_inboxd']} acks"))
+        rows.append(("inboxd run --once: peak RSS", f"{once['peak_rss_mb']:.0f} MB", "ru_maxrss via os.wait4"))
+    if once and once["runs"][0].get("stage_seconds"):
+        st = once["runs"][0]["stage_seconds"]
+        rows.append(("  first run stages (s)", "", ", ".join(f"{k} {v:.2f}" for k, v in st.items())))
+        trend = once["runs"][0].get("processing_ms_per_mail_first_last_tenth")
+        if trend:
+            rows.append(("  processing per mail", f"{trend[0]:.1f} -> {trend[1]:.1f} ms",
+                         "first tenth -> last tenth of the backlog"))
+    if daemon:
+        rows.append(("inboxd run (daemon): drain", f"{daemon['messages_per_second']:.1f} msg/s",
+                     f"{daemon['seconds']:.2f} s from spawn to last ack; first ack after "
+                     f"{daemon['first_ack_after_s']:.2f} s"))
+    if base:
+        rows.append(("baseline (imapclient+aiosmtplib)", f"{base['messages_per_second']:.1f} msg/s",
+                     f"{base['seconds']:.2f} s (fetch {base['inner']['fetch_s']:.2f} s, "
+                     f"send {base['inner']['send_s']:.2f} s)"))
+    if once and base:
+        ratio = result["ratio_once_vs_baseline"]
+        rows.append(("ratio --once / baseline", f"{ratio:.2f}", "target >= 0.5 " + ("OK" if ratio >= 0.5 else "MISSED")))
+    if daemon and base:
+        rows.append(("ratio daemon / baseline", f"{result['ratio_daemon_vs_baseline']:.2f}", ""))
+    if lat:
+        rows.append(("latency p50 / p90", f"{lat['p50_ms']:.0f} / {lat['p90_ms']:.0f} ms",
+                     f"{lat['samples']} samples, {lat['missed']} missed"))
+        rows.append(("latency p99 / max", f"{lat['p99_ms']:.0f} / {lat['max_ms']:.0f} ms",
+                     "target p99 < 1000 ms " + ("OK" if lat["p99_ms"] < 1000 and not lat["missed"] else "MISSED")))
+    if lat and "append_to_processed_p50_ms" in lat:
+        rows.append(("  p50 APPEND -> processed", f"{lat['append_to_processed_p50_ms']:.0f} ms",
+                     "IDLE notification + fetch + store + pipeline (daemon log)"))
+        rows.append(("  p50 processed -> ack at sink", f"{lat['processed_to_ack_received_p50_ms']:.0f} ms",
+                     "outbox wake-up + SMTP"))
+    floor = result.get("idle_floor")
+    if floor and floor.get("samples"):
+        rows.append(("Dovecot IDLE floor p50 / max", f"{floor['p50_ms']:.0f} / {floor['max_ms']:.0f} ms",
+                     "APPEND -> EXISTS seen by a plain imapclient IDLE session"))
+    if result.get("daemon_shutdown"):
+        sd = result["daemon_shutdown"]
+        rows.append(("daemon SIGTERM -> exit", f"{sd['seconds']:.2f} s",
+                     f"exit {sd['exit_code']}, peak RSS {sd['maxrss_mb']:.0f} MB"))
+    w1 = max(len(r[0]) for r in rows)
+    w2 = max(len(r[1]) for r in rows)
+    print()
+    m = result["machine"]
+    print(f"inboxd pipeline benchmark — {n} mails ({result['expected_acks']} acks expected), "
+          f"{m['nproc']} CPU {m['cpu']}, Python {m['python']}, Dovecot {m['dovecot']}")
+    git = result.get("git", {})
+    model = (once or {}).get("runs", [{}])[0].get("model")
+    print(f"inboxd {git.get('commit', '?')}" + (f" + uncommitted changes in {len(git['modified_in_inboxd'])} file(s)"
+                                                 if git.get("modified_in_inboxd") else "")
+          + (f"; classifier: {model}" if model else ""))
+    print(f"load average at start / end: {m.get('loadavg_at_start')} / {result.get('loadavg_at_end')} "
+          "(the figures assume an otherwise idle machine)")
+    print("-" * (w1 + w2 + 50))
+    for a, b, c in rows:
+        print(f"{a:<{w1}}  {b:>{w2}}  {c}")
+    print("-" * (w1 + w2 + 50))
+    for warning in result.get("warnings", []):
+        print(f"WARNING: {warning}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000, help="backlog size (default 1000)")
+    parser.add_argument("--latency-samples", type=int, default=100, help="IDLE latency samples (default 100)")
+    parser.add_argument("--pause", type=float, default=0.1,
+                        help="pause between latency samples, seconds (plus up to the same again at random)")
+    parser.add_argument("--poll-interval", type=float, default=60,
+                        help="[imap] poll_interval written to the config (the IDLE restart period), default 60")
+    parser.add_argument("--ack-limit", type=int, default=100000, help="[support] ack_limit_per_hour")
+    parser.add_argument("--once-max-runs", type=int, default=40,
+                        help="how many back-to-back `run --once` to allow until every ack is delivered")
+    parser.add_argument("--baseline-batch", type=int, default=100, help="UIDs per FETCH in the baseline")
+    parser.add_argument("--baseline-ack-bytes", type=int, default=7500,
+                        help="size of each baseline acknowledgement (inboxd's average is about 7.5 KB)")
+    parser.add_argument("--timeout", type=float, default=300, help="limit for each drain, seconds")
+    parser.add_argument("--sample-timeout", type=float, default=10, help="limit for one latency sample, seconds")
+    parser.add_argument("--idle-floor-samples", type=int, default=20,
+                        help="samples of Dovecot's own IDLE notification delay (0: skip)")
+    parser.add_argument("--model", type=Path, default=ROOT / "data" / "model.joblib",
+                        help="[classify] model for inboxd (default data/model.joblib; missing: rules only)")
+    parser.add_argument("--skip", action="append", default=[], choices=["once", "daemon", "baseline", "latency"],
+                        help="leave a phase out (repeatable)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, logs)")
+    parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_child:
+        baseline_child(args.baseline_child)
+        return 0
+
+    from mailservers import DOVECOT_BINARY, Dovecot
+
+    if not DOVECOT_BINARY.exists():
+        print(f"{DOVECOT_BINARY} is missing: run scripts/test once (it installs Dovecot)", file=sys.stderr)
+        return 2
+    TimedSink = make_sink_class()
+    work = Path(tempfile.mkdtemp(prefix="inboxd-bench-"))
+    state: dict[str, Any] = {}
+    result: dict[str, Any] = {"started": datetime.now().astimezone().isoformat(timespec="seconds"),
+                              "messages": args.messages, "machine": machine_info(), "git": git_state(),
+                              "options": {k: v for k, v in vars(args).items() if k != "baseline_child"},
+                              "warnings": []}
+    dovecot = Dovecot()
+    sink = None
+    code = 0
+    try:
+        dovecot.start()
+        sink = TimedSink(dovecot)
+        sink.start()
+        corpus = build_corpus(args.messages)
+        result["expected_acks"] = corpus.expected_acks
+        result["expected_tickets"] = corpus.tickets
+        result["corpus"] = {"kinds": corpus.kind_counts(), "bytes": sum(map(len, corpus.raws))}
+        print(f"work dir {work}; Dovecot on {dovecot.port}, SMTP sink on {sink.port}", flush=True)
+        t = time.monotonic()
+        append_all(dovecot, corpus.raws)
+        result["append_seconds"] = time.monotonic() - t
+        print(f"appended {len(corpus.raws)} mails ({result['corpus']['bytes'] / 1e6:.1f} MB) in "
+              f"{result['append_seconds']:.1f} s: {corpus.kind_counts()}", flush=True)
+
+        if "baseline" not in args.skip:
+            print("baseline: raw IMAP fetch + raw SMTP send ...", flush=True)
+            result["baseline"] = phase_baseline(work, dovecot, sink, corpus, args)
+        if "once" not in args.skip:
+            print("inboxd run --once ...", flush=True)
+            result["once"] = once = phase_once(work, dovecot, sink, corpus, args)
+            if once["runs_needed"] > 1:
+                result["warnings"].append(
+                    f"one `inboxd run --once` delivered only {once['first_run_acks']} of "
+                    f"{once['acks_queued_by_inboxd']} acknowledgements; {once['runs_needed']} back-to-back runs "
+                    "were needed")
+            db = once["db"]
+            queued = db["outbox_sent"] + db["outbox_pending"] + db["outbox_failed"]
+            if db["tickets"] != corpus.tickets or db["quarantined"] or queued != corpus.expected_acks:
+                result["warnings"].append(f"--once database differs from the corpus plan: {db} "
+                                          f"(planned {corpus.tickets} tickets, {corpus.expected_acks} acks)")
+            if not once["complete"]:
+                result["warnings"].append("--once did not deliver every queued acknowledgement")
+        if "daemon" not in args.skip or "latency" not in args.skip:
+            if "daemon" not in args.skip:
+                print("inboxd run (daemon) draining the same backlog on a fresh database ...", flush=True)
+                result["daemon"] = phase_daemon(work, dovecot, sink, corpus, args, state)
+            else:
+                config = write_config(work, dovecot, sink, "latency.db", args.poll_interval, args.ack_limit,
+                          args.model)
+                state["daemon"] = Child(inboxd_args(config), work / "daemon.log")
+                if not wait_until(lambda: '"mailbox_connected"' in state["daemon"].log_text(), 30, 0.05):
+                    raise RuntimeError("daemon did not connect")
+            if "latency" not in args.skip:
+                print(f"latency: {args.latency_samples} single mails through IDLE ...", flush=True)
+                result["latency"] = phase_latency(work, dovecot, sink, args, state)
+            child: Child = state.pop("daemon")
+            t = time.monotonic()
+            exit_code = child.stop()
+            result["daemon_shutdown"] = {"seconds": time.monotonic() - t, "exit_code": exit_code,
+                                         "maxrss_mb": (child.maxrss_kb or 0) / 1024}
+            if "daemon" in result:
+                result["daemon"]["db"] = db_summary(work / "daemon.db")
+        if "latency" not in args.skip and args.idle_floor_samples:
+            print("Dovecot IDLE notification floor (plain imapclient) ...", flush=True)
+            result["idle_floor"] = phase_idle_floor(dovecot, args.idle_floor_samples)
+        if "once" in result and "baseline" in result:
+            result["ratio_once_vs_baseline"] = (result["once"]["messages_per_second"]
+                                                / result["baseline"]["messages_per_second"])
+        if "daemon" in result and "baseline" in result:
+            result["ratio_daemon_vs_baseline"] = (result["daemon"]["messages_per_second"]
+                                                  / result["baseline"]["messages_per_second"])
+    except BaseException as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"benchmark failed: {result['error']}", file=sys.stderr)
+        code = 1
+        if isinstance(exc, KeyboardInterrupt):
+            code = 130
+    finally:
+        daemon = state.pop("daemon", None)
+        if daemon is not None:
+            daemon.stop()
+        if sink is not None:
+            sink.stop()
+        dovecot.close()
+        if args.keep or code:
+            print(f"work directory kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    result["loadavg_at_end"] = _loadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    if "error" not in result or any(k in result for k in ("once", "baseline")):
+        try:
+            print_summary(result)
+        except Exception as exc:  # a partial result must still be saved and reported
+            print(f"(summary incomplete: {exc})")
+    print(f"results: {out.relative_to(ROOT)}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
