@@ -104,7 +104,7 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
     ticket = store.ticket(ticket_id)
     assert ticket is not None
     where = "ORDER BY id DESC LIMIT 1" if message_id is None else "AND id=?"
-    messages = store.query(f"SELECT * FROM messages WHERE ticket_id=? AND direction='in' {where}",
+    messages = store.query(f"SELECT * FROM messages WHERE ticket_id=? AND kind='customer' {where}",
                            (ticket_id,) if message_id is None else (ticket_id, message_id))
     if not messages:
         return "nothing to notify"

@@ -41,12 +41,20 @@ def _recipients(parsed: ParsedMessage) -> list[str]:
     return found
 
 
+def _without_comments(value: str) -> str:
+    """Drop RFC 8601 comments, e.g. OpenDKIM's "(2048-bit key; unprotected)", which hold semicolons."""
+    previous = None
+    while previous != value:  # innermost first, so nested comments go too
+        previous, value = value, re.sub(r"\([^()]*\)", " ", value)
+    return value
+
+
 def _authenticated(parsed: ParsedMessage, domain: str, trusted: frozenset[str]) -> str | None:
     """'dkim' or 'dmarc' when a trusted server's Authentication-Results passes for ``domain``."""
     for key, value in parsed.headers:
         if key != "authentication-results":
             continue
-        server, _, results = value.partition(";")
+        server, _, results = _without_comments(value).partition(";")
         server_id = server.split()[0].lower() if server.split() else ""
         if server_id not in trusted:  # anyone can write this header; only our own servers count
             continue

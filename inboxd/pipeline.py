@@ -33,6 +33,7 @@ from inboxd.log import log
 from inboxd.loops import no_ack_reason
 from inboxd.models import Attachment, ParsedMessage
 from inboxd.mood import raise_to
+from inboxd.notify import parse_reply_address
 from inboxd.parse import parse_message
 from inboxd.quotes import reply_text
 from inboxd.relay import AgentReplies, record_answer
@@ -151,7 +152,7 @@ class Pipeline:
                 store.log_event(ticket_id, "suspicious_sender", now, claimed=who.claimed, reason=who.reason)
             store.log_event(ticket_id, "classified", now, **_explain(verdict))
             for address in (*parsed.to, *parsed.cc):
-                if address not in support.own_addresses:
+                if self._customer_side(address):
                     store.add_participant(ticket_id, address, "cc")
             message_row = store.add_message(
                 ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
@@ -208,6 +209,12 @@ class Pipeline:
             (ticket_id, ticket_id))
         return int(rows[0]["n"])
 
+    def _customer_side(self, address: str) -> bool:
+        """Whether a copied address may receive answers: not us, not an agent, not a reply token."""
+        support = self.settings.support
+        return (address not in support.own_addresses and address not in self.routing.directory.agents
+                and parse_reply_address(address, support.address) is None)
+
     def secret(self) -> str:
         return self.settings.routing.reply_secret or self.store.secret("reply_token")
 
@@ -222,6 +229,11 @@ class Pipeline:
                 found = [t for t, _ in store.tickets_for_message_ids(refs)]
                 found += [t for t in subject_tags(parsed.subject, self.settings.support.ticket_prefix) if store.ticket(t)]
                 ticket_id = found[0] if found else None
+            if ticket_id is not None:  # a forward to a colleague is not an answer to the customer
+                ticket = store.ticket(ticket_id)
+                customers = {a for a, role in store.participants(ticket_id).items() if role in ("requester", "cc")}
+                if ticket is None or not customers & {*parsed.to, *parsed.cc}:
+                    ticket_id = None
             if ticket_id is None or (parsed.message_id and store.tickets_for_message_ids([parsed.message_id])):
                 store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now,
                                  error="sent by inboxd" if ours else "not about a ticket, or already recorded")

@@ -27,7 +27,7 @@ from inboxd.config import Settings
 from inboxd.identity import AgentMail
 from inboxd.log import log
 from inboxd.models import ParsedMessage
-from inboxd.notify import internal_mail
+from inboxd.notify import internal_mail, parse_reply_address
 from inboxd.quotes import reply_text
 from inboxd.render import one_line
 from inboxd.store import RawRow, Store, iso
@@ -105,6 +105,10 @@ class AgentReplies:
     def handle(self, row: RawRow, parsed: ParsedMessage, who: AgentMail, now: datetime) -> dict[str, object]:
         store, agent = self.store, who.agent
         with store.tx():
+            if parsed.message_id and store.query("SELECT 1 FROM messages WHERE message_id=? AND from_addr=? "
+                                                 "AND kind='agent'", (parsed.message_id, agent.email)):
+                store.finish_raw(row.id, "duplicate", now=now)  # e.g. sent to both Reply-To and support@
+                return {"action": "duplicate_agent_mail", "agent": agent.email}
             ticket_id = self._ticket_for(parsed, who)
             if ticket_id is None:
                 self._tell_agent(agent, "", f"Not delivered: {parsed.subject}",
@@ -185,7 +189,8 @@ class AgentReplies:
         internal = {agent.email, *self.routing.directory.agents, *support.own_addresses}
         people = store.participants(ticket_id)
         to = [ticket["requester"]]
-        cc = [a for a, role in people.items() if role == "cc" and a not in internal and a not in to]
+        cc = [a for a, role in people.items() if role == "cc" and a not in internal and a not in to
+              and parse_reply_address(a, support.address) is None]
         latest = store.query("SELECT message_id, \"references\" FROM messages WHERE ticket_id=? AND direction='in' "
                              "AND kind='customer' AND message_id IS NOT NULL ORDER BY id DESC LIMIT 1", (ticket_id,))
         in_reply_to = latest[0]["message_id"] if latest else None
