@@ -7,6 +7,10 @@ Run from the project root:
 
 One run measures, on the same servers:
 
+0. the model: ``inboxd train`` (bundled training data) into the temporary config's
+   ``[classify] model`` path, as a deployment would before ``inboxd run``, so every phase
+   below classifies with it (``--model PATH`` uses an existing file instead, ``--no-model``
+   measures rules only).
 1. backlog drain with ``inboxd run --once`` (subprocess): N mixed mails waiting in the
    ``support`` INBOX, timed from spawn until every expected acknowledgement reached the
    sink; peak RSS of the child (``os.wait4``). If one ``--once`` does not deliver every
@@ -21,7 +25,7 @@ One run measures, on the same servers:
 5. Dovecot's own IDLE notification delay (APPEND -> EXISTS at a plain imapclient IDLE
    session), the floor under (4).
 
-Order of a run: baseline, --once, daemon drain, latency, IDLE floor. See bench/README.md.
+Order of a run: train, baseline, --once, daemon drain, latency, IDLE floor. See bench/README.md.
 
 Results are printed and written to ``bench/results/<timestamp>.json``.
 """
@@ -517,6 +521,23 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.002) -> bool:
     return True
 
 
+def phase_train(work: Path, dovecot: Any, sink: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``inboxd --config train.toml train``: the bundled training data into the config's model path.
+
+    train.toml is a config like the others (its database does not exist, so there are no
+    corrections); the model it writes is the one every later phase's config names."""
+    model = work / "model.joblib"
+    config = write_config(work, dovecot, sink, "train.db", args.poll_interval, args.ack_limit, model)
+    t0 = time.monotonic()
+    done = subprocess.run([PYTHON, "-m", "inboxd", "--config", str(config), "train"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=args.timeout)
+    seconds = time.monotonic() - t0
+    if done.returncode != 0 or not model.exists():
+        raise RuntimeError(f"inboxd train exited {done.returncode}:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    return {"path": str(model), "seconds": seconds, "file_mb": model.stat().st_size / 1e6,
+            "output": done.stdout.strip().splitlines()}
+
+
 def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
     """`inboxd run --once` until the outbox is empty, back to back; the sink must hold every ack."""
     config = write_config(work, dovecot, sink, "once.db", args.poll_interval, args.ack_limit,
@@ -541,10 +562,13 @@ def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argpar
         runs.append(info)
         if code != 0:
             raise RuntimeError(f"inboxd run --once exited {code}:\n{child.log_text()[-3000:]}")
+        if run == 1 and args.use_model and info["model"] != "model_loaded":
+            raise RuntimeError(f"inboxd run --once did not load the model {args.model}: {info['model']}")
         if db["outbox_pending"] == 0 or info["sent"] == 0:
             break
     db = db_summary(work / "once.db")
     total_runs_s = sum(r["seconds"] for r in runs)
+    sizes = [len(m.data) for m in sink.messages]
     return {
         "runs": runs,
         "runs_needed": len(runs),
@@ -558,6 +582,7 @@ def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argpar
         "messages_per_second": len(corpus.raws) / total_runs_s,
         "first_run_messages_per_second": len(corpus.raws) / runs[0]["seconds"],
         "peak_rss_mb": max(r["maxrss_mb"] for r in runs),
+        "ack_bytes_mean": statistics.fmean(sizes) if sizes else None,
         "db": db,
     }
 
@@ -776,6 +801,9 @@ def print_summary(result: dict[str, Any]) -> None:
                          f"{once['first_run_seconds']:.2f} s, delivered {once['first_run_acks']}/"
                          f"{once['acks_queued_by_inboxd']} acks"))
         rows.append(("inboxd run --once: peak RSS", f"{once['peak_rss_mb']:.0f} MB", "ru_maxrss via os.wait4"))
+        if once.get("ack_bytes_mean"):
+            rows.append(("  acknowledgement size (mean)", f"{once['ack_bytes_mean'] / 1000:.1f} KB",
+                         f"as received by the sink; the baseline sends {result['options']['baseline_ack_bytes']} bytes"))
     if once and once["runs"][0].get("stage_seconds"):
         st = once["runs"][0]["stage_seconds"]
         rows.append(("  first run stages (s)", "", ", ".join(f"{k} {v:.2f}" for k, v in st.items())))
@@ -825,6 +853,10 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"inboxd {git.get('commit', '?')}" + (f" + uncommitted changes in {len(git['modified_in_inboxd'])} file(s)"
                                                  if git.get("modified_in_inboxd") else "")
           + (f"; classifier: {model}" if model else ""))
+    m_info = result.get("model") or {}
+    if m_info:
+        print(f"model: {m_info.get('source')}" + (f", trained in {m_info['seconds']:.1f} s" if "seconds" in m_info else "")
+              + (f", {m_info['file_mb']:.1f} MB" if "file_mb" in m_info else ""))
     print(f"load average at start / end: {m.get('loadavg_at_start')} / {result.get('loadavg_at_end')} "
           "(the figures assume an otherwise idle machine)")
     print("-" * (w1 + w2 + 50))
@@ -853,8 +885,9 @@ def main() -> int:
     parser.add_argument("--sample-timeout", type=float, default=10, help="limit for one latency sample, seconds")
     parser.add_argument("--idle-floor-samples", type=int, default=20,
                         help="samples of Dovecot's own IDLE notification delay (0: skip)")
-    parser.add_argument("--model", type=Path, default=ROOT / "data" / "model.joblib",
-                        help="[classify] model for inboxd (default data/model.joblib; missing: rules only)")
+    parser.add_argument("--model", type=Path,
+                        help="[classify] model file for inboxd (default: train one with `inboxd train` first)")
+    parser.add_argument("--no-model", action="store_true", help="rules only: no model file at all")
     parser.add_argument("--skip", action="append", default=[], choices=["once", "daemon", "baseline", "latency"],
                         help="leave a phase out (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, logs)")
@@ -863,6 +896,11 @@ def main() -> int:
     if args.baseline_child:
         baseline_child(args.baseline_child)
         return 0
+    if args.model and args.no_model:
+        parser.error("--model and --no-model exclude each other")
+    if args.model and not args.model.is_file():
+        parser.error(f"--model {args.model}: no such file")
+    args.use_model = not args.no_model
 
     from mailservers import DOVECOT_BINARY, Dovecot
 
@@ -894,6 +932,19 @@ def main() -> int:
         print(f"appended {len(corpus.raws)} mails ({result['corpus']['bytes'] / 1e6:.1f} MB) in "
               f"{result['append_seconds']:.1f} s: {corpus.kind_counts()}", flush=True)
 
+        if args.no_model:
+            args.model = work / "no-model.joblib"  # never created: inboxd classifies with rules only
+            result["model"] = {"source": "none (rules only)"}
+        elif args.model:
+            args.model = args.model.resolve()
+            result["model"] = {"source": str(args.model), "file_mb": args.model.stat().st_size / 1e6}
+        else:
+            print("inboxd train into the benchmark's model path ...", flush=True)
+            result["model"] = {"source": "inboxd train (bundled training data)",
+                               **phase_train(work, dovecot, sink, args)}
+            args.model = Path(result["model"]["path"])
+            print(f"  {' / '.join(result['model']['output'][-2:])} ({result['model']['seconds']:.1f} s)", flush=True)
+
         if "baseline" not in args.skip:
             print("baseline: raw IMAP fetch + raw SMTP send ...", flush=True)
             result["baseline"] = phase_baseline(work, dovecot, sink, corpus, args)
@@ -912,6 +963,10 @@ def main() -> int:
                                           f"(planned {corpus.tickets} tickets, {corpus.expected_acks} acks)")
             if not once["complete"]:
                 result["warnings"].append("--once did not deliver every queued acknowledgement")
+            size = once.get("ack_bytes_mean")
+            if size and abs(size - args.baseline_ack_bytes) > 0.2 * size:
+                result["warnings"].append(f"inboxd's acknowledgements average {size:.0f} bytes; the baseline sends "
+                                          f"{args.baseline_ack_bytes} (--baseline-ack-bytes)")
         if "daemon" not in args.skip or "latency" not in args.skip:
             if "daemon" not in args.skip:
                 print("inboxd run (daemon) draining the same backlog on a fresh database ...", flush=True)
