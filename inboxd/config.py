@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inboxd.businesstime import BusinessCalendar, Duration, parse_duration
+from inboxd.calendars import build_calendar
 
 SUPPORTED_LANGUAGES = ("en", "zh-Hant", "zh-Hans")
 TLS_MODES = ("ssl", "starttls", "none")
@@ -92,17 +93,28 @@ class ClassifySettings:
 
 PRIORITY_NAMES = ("low", "normal", "high", "urgent")
 TARGETS = ("first_response", "next_response", "resolution")
+ESCALATION_ROLES = ("owner", "lead", "manager")
 
 
 @dataclass(frozen=True)
 class SlaPolicy:
-    """Targets per priority; a missing target means none is promised for it."""
+    """Targets per priority, counted in a named calendar; a missing target promises nothing."""
 
     name: str
     targets: dict[str, dict[str, Duration]]  # target name -> priority -> duration
+    calendar: str = "support"
 
     def target(self, which: str, priority: str) -> Duration | None:
         return self.targets.get(which, {}).get(priority)
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    warn_at: tuple[float, ...]  # fractions of a target at which to warn, e.g. (0.75, 0.9)
+    escalation: tuple[tuple[Duration, str], ...]  # after the breach: (business delay, "lead"/"manager"/...)
+    manager: str
+    webhook_url: str
+    check_seconds: float
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,8 @@ class Settings:
     routing: RoutingSettings
     sla_policies: dict[str, SlaPolicy]
     default_policy: str
+    sla: SlaSettings
+    calendars: dict[str, BusinessCalendar]
     templates: Path | None  # None: the templates shipped with inboxd
     log_level: str
     log_format: str
@@ -258,7 +272,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "sla": {
         "default_policy": Key(str, "standard"),
         "policies": Key(dict, {}),
+        "warn_at": Key(list, [0.75, 0.9]),
+        "escalation": Key(list, [{"after": "30m", "to": "lead"}]),
+        "manager": Key(str, ""),
+        "webhook_url": Key(str, ""),
+        "check_seconds": Key((int, float), 30, _positive),
     },
+    "calendars": {},  # [calendars.NAME] tables, checked by inboxd.calendars
     "logging": {
         "level": Key(str, "info", _choice("debug", "info", "warning", "error")),
         "format": Key(str, "text", _choice("text", "json")),
@@ -320,6 +340,9 @@ def _validate(path: Path, text: str, data: dict[str, Any]) -> dict[str, dict[str
         if section not in data:
             raise ConfigError(path, 0, f"the [{section}] section is missing")
     for section, keys in SCHEMA.items():
+        if not keys:  # a family of named tables, validated by its own module
+            values[section] = data.get(section, {})
+            continue
         given = data.get(section, {})
         for key in given:
             if key not in keys:
@@ -385,7 +408,8 @@ def _calendar(path: Path, text: str, s: dict[str, Any]) -> BusinessCalendar:
         raise ConfigError(path, find_line(text, "support"), f"[support] {exc}") from None
 
 
-def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> dict[str, SlaPolicy]:
+def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration,
+         calendars: dict[str, BusinessCalendar]) -> dict[str, SlaPolicy]:
     """``[sla.policies.NAME]`` tables: each target a duration, or a table of durations per priority."""
     policies: dict[str, SlaPolicy] = {}
     for name, spec in values["policies"].items():
@@ -395,8 +419,14 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> d
         targets: dict[str, dict[str, Duration]] = {}
         for key, value in spec.items():
             line = find_line(text, section, key)
+            if key == "calendar":
+                if value not in calendars:
+                    raise ConfigError(path, line, f"[{section}] calendar '{value}' is not defined; calendars: "
+                                                  + ", ".join(calendars))
+                continue
             if key not in TARGETS:
-                raise ConfigError(path, line, f"unknown setting '{key}' in [{section}]; known: {', '.join(TARGETS)}")
+                raise ConfigError(path, line, f"unknown setting '{key}' in [{section}]; known: calendar, "
+                                              + ", ".join(TARGETS))
             per = value if isinstance(value, dict) else {p: value for p in PRIORITY_NAMES}
             targets[key] = {}
             for priority, duration in per.items():
@@ -407,7 +437,7 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> d
                     targets[key][priority] = parse_duration(duration)
                 except ValueError as exc:
                     raise ConfigError(path, line, f"[{section}] {key}: {exc}") from None
-        policies[name] = SlaPolicy(name, targets)
+        policies[name] = SlaPolicy(name, targets, str(spec.get("calendar", "support")))
     if not policies:  # no policies written: the [support] first_response target for every priority
         policies[values["default_policy"]] = SlaPolicy(values["default_policy"], {
             "first_response": {p: fallback for p in PRIORITY_NAMES}})
@@ -416,6 +446,44 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration) -> d
                           f"[sla] default_policy '{values['default_policy']}' is not one of the policies: "
                           + ", ".join(policies))
     return policies
+
+
+def _calendars(path: Path, text: str, tables: dict[str, Any], support: BusinessCalendar) -> dict[str, BusinessCalendar]:
+    calendars = {"support": support}
+    for name, spec in tables.items():
+        section = f"calendars.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(path, find_line(text, "calendars", name), f"[{section}] must be a table")
+        calendars[name] = build_calendar(
+            name, spec, path.resolve().parent,
+            lambda key, message, section=section: ConfigError(path, find_line(text, section, key), message))
+    return calendars
+
+
+def _sla_settings(path: Path, text: str, v: dict[str, Any]) -> SlaSettings:
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(path, find_line(text, "sla", key), f"[sla] {key} {message}")
+
+    warn = v["warn_at"]
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in warn):
+        raise fail("warn_at", "must be a list of fractions between 0 and 1, e.g. [0.75, 0.9]")
+    steps = []
+    for step in v["escalation"]:
+        if not isinstance(step, dict) or set(step) != {"after", "to"} or step["to"] not in ESCALATION_ROLES:
+            raise fail("escalation", "steps look like { after = \"30m\", to = \"lead\" }; to is "
+                                     + ", ".join(ESCALATION_ROLES))
+        try:
+            steps.append((parse_duration(str(step["after"])), str(step["to"])))
+        except ValueError as exc:
+            raise fail("escalation", str(exc)) from None
+    if v["manager"] and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v["manager"]):
+        raise fail("manager", "must be an email address")
+    if any(role == "manager" for _, role in steps) and not v["manager"]:
+        raise fail("escalation", "escalates to the manager, but [sla] manager is not set")
+    if v["webhook_url"] and not re.match(r"https?://", v["webhook_url"]):
+        raise fail("webhook_url", "must start with http:// or https://")
+    return SlaSettings(tuple(sorted(float(f) for f in warn)), tuple(steps), v["manager"].lower(),
+                       v["webhook_url"], float(v["check_seconds"]))
 
 
 OFFLINE_DEFAULTS = """\
@@ -461,6 +529,7 @@ def settings_from_text(path: Path, text: str) -> Settings:
         raise ConfigError(path, find_line(text, "support", "first_response"),
                           f"[support] first_response: {exc}") from None
     calendar = _calendar(path, text, s)
+    calendars = _calendars(path, text, v["calendars"], calendar)
     imap, smtp = v["imap"], v["smtp"]
     here = path.resolve().parent
     c = v["classify"]
@@ -492,8 +561,10 @@ def settings_from_text(path: Path, text: str) -> Settings:
             reply_secret=_secret(path, text, "routing", v["routing"], "reply_secret"),
             trusted_auth_servers=frozenset(str(s).lower() for s in v["routing"]["trusted_auth_servers"]),
         ),
-        sla_policies=_sla(path, text, v["sla"], first_response),
+        sla_policies=_sla(path, text, v["sla"], first_response, calendars),
         default_policy=v["sla"]["default_policy"],
+        sla=_sla_settings(path, text, v["sla"]),
+        calendars=calendars,
         classify=ClassifySettings(
             rules_dir=here / c["rules_dir"], model=here / c["model"], min_confidence=float(c["min_confidence"]),
             vip=frozenset(a.lower().lstrip("@") for a in c["vip"]), retrain_after=c["retrain_after"],
