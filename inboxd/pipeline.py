@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from inboxd import sla
 from inboxd.acknowledge import build_ack, expected_reply, reply_language
 from inboxd.assign import (
     Routing,
@@ -138,7 +139,9 @@ class Pipeline:
                     assignment = replace(assignment, owner=None, reason="machine-sent mail stays on the team queue")
                 apply_assignment(store, ticket_id, assignment, now)
                 target = first_response_target(self.settings, assignment.sla, verdict.priority)
-                due = expected_reply(support, now, target)
+                due = sla.start(store, self.settings, ticket_id, "first_response", now) or \
+                    expected_reply(support, now, target)  # the promise in the acknowledgement is the SLA clock
+                sla.start(store, self.settings, ticket_id, "resolution", now)
                 store.update_ticket(ticket_id, now, first_response_due=iso(due))
                 action = "created"
             else:
@@ -242,7 +245,7 @@ class Pipeline:
                               message_id=parsed.message_id, from_addr=parsed.from_addr, from_name=parsed.from_name,
                               to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject,
                               body=reply_text(parsed.text))
-            record_answer(store, ticket_id, parsed.from_addr or "shared mailbox", now, status_set=False)
+            record_answer(store, self.settings, ticket_id, parsed.from_addr or "shared mailbox", now, status_set=False)
             store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
         return {"action": "sent_folder_answer", "ticket": ticket_id}
 
@@ -270,11 +273,10 @@ class Pipeline:
             self.store.log_event(ticket_id, "priority_raised", now, old=ticket["priority"], new=priority,
                                  signals=list(verdict.signals))
         if status in ("resolved", "pending"):
-            self.store.update_ticket(ticket_id, now, status="open")
             self.store.log_event(ticket_id, "reopened" if status == "resolved" else "customer_replied", now,
                                  actor=parsed.from_addr or "", previous_status=status)
-        else:
-            self.store.update_ticket(ticket_id, now)
+        sla.customer_wrote(self.store, self.settings, ticket_id, now)
+        self.store.update_ticket(ticket_id, now)
         self.store.log_event(ticket_id, "message_added", now, actor=parsed.from_addr or "", reason=reason)
 
     def _acknowledge(self, ticket_id: str, parsed: ParsedMessage, language: str, reason: str | None,

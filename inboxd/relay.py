@@ -18,6 +18,7 @@ from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+from inboxd import sla
 from inboxd.acknowledge import OutgoingMail
 from inboxd.agents import Agent
 from inboxd.assign import Routing, notify_owner
@@ -146,8 +147,7 @@ class AgentReplies:
     def _apply(self, ticket_id: str, command: Command, agent: Agent, now: datetime) -> None:
         store = self.store
         if command.name in STATUS_COMMANDS:
-            store.update_ticket(ticket_id, now, status=STATUS_COMMANDS[command.name])
-            store.log_event(ticket_id, f"status_{STATUS_COMMANDS[command.name]}", now, actor=agent.email)
+            sla.change_status(store, self.settings, ticket_id, STATUS_COMMANDS[command.name], now, actor=agent.email)
         elif command.name == "assign":
             target = self.routing.directory.find(command.argument)
             assert target is not None  # parse_commands checked it
@@ -202,19 +202,22 @@ class AgentReplies:
         store.add_message(ticket_id, direction="out", kind="reply", now=now, message_id=mail.message_id,
                           in_reply_to=[in_reply_to] if in_reply_to else [], from_addr=support.address,
                           from_name=agent.name, to_addrs=to, cc_addrs=cc, subject=mail.subject, body=text)
-        record_answer(store, ticket_id, agent.email, now, status_set=any(c.name in STATUS_COMMANDS for c in commands))
+        record_answer(store, self.settings, ticket_id, agent.email, now,
+                      status_set=any(c.name in STATUS_COMMANDS for c in commands))
         log(logger, logging.INFO, "reply_relayed", ticket=ticket_id, agent=agent.email, recipients=len(mail.recipients))
         return f"sent to {', '.join(mail.recipients)}"
 
 
-def record_answer(store: Store, ticket_id: str, agent: str, now: datetime, *, status_set: bool) -> None:
-    """The team answered: the first answer stops the first-response clock; a new ticket becomes open."""
+def record_answer(store: Store, settings: Settings, ticket_id: str, agent: str, now: datetime, *,
+                  status_set: bool) -> None:
+    """The team answered: the response clocks stop; a new ticket becomes open."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
     if not ticket["first_response_at"]:
         store.update_ticket(ticket_id, now, first_response_at=iso(now))
+    sla.team_answered(store, ticket_id, now)
     if not status_set and ticket["status"] == "new":
-        store.update_ticket(ticket_id, now, status="open")
+        sla.change_status(store, settings, ticket_id, "open", now, actor=agent)
     store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket["first_response_at"])
 
 

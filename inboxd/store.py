@@ -91,6 +91,16 @@ ALTER TABLE tickets ADD COLUMN first_response_at TEXT;
 """, """
 CREATE INDEX outbox_recipient ON outbox (kind, recipients, created_at);
 CREATE INDEX raw_sha256 ON raw_messages (sha256);
+""", """
+CREATE TABLE sla_timers (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, kind TEXT NOT NULL, policy TEXT NOT NULL,
+    calendar TEXT NOT NULL, state TEXT NOT NULL, started_at TEXT NOT NULL, due_at TEXT,
+    total_minutes REAL NOT NULL, remaining_minutes REAL, stopped_at TEXT);
+CREATE INDEX sla_timers_state ON sla_timers (state, due_at);
+CREATE INDEX sla_timers_ticket ON sla_timers (ticket_id);
+CREATE TABLE sla_alerts (
+    id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, timer_id INTEGER NOT NULL, level TEXT NOT NULL,
+    at TEXT NOT NULL, recipients TEXT NOT NULL, sent INTEGER NOT NULL, UNIQUE (timer_id, level));
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")

@@ -54,7 +54,7 @@ def test_new_mail_becomes_ticket_and_customer_receives_acknowledgement(tmp_path:
     [out] = store.query("SELECT message_id FROM messages WHERE direction='out'")
     assert out["message_id"] == ack["Message-ID"]  # the Message-ID we sent is recorded for threading
     assert store.status()["outbox_pending"] == 0
-    assert events(settings, "SUP-1") == ["created", "assigned", "classified", "ack_queued"]
+    assert events(settings, "SUP-1") == ["created", "assigned", "sla_started", "classified", "ack_queued"]
 
 
 def test_processed_mail_is_marked_with_keywords_not_seen(tmp_path: Path, mailenv) -> None:
