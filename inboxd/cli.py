@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from inboxd import cli_rules, cli_triage
+from inboxd import cli_rules, cli_sla, cli_triage
 from inboxd.config import ConfigError, Settings, load_settings
 from inboxd.daemon import AlreadyRunning, Daemon
 from inboxd.log import register_secrets, setup_logging
@@ -195,5 +195,6 @@ def demo(keep: Path | None) -> None:
     run_demo(keep)
 
 
-for _command in (cli_rules.rules, cli_triage.classify, cli_triage.train_command, cli_triage.eval_command):
+for _command in (cli_rules.rules, cli_triage.classify, cli_triage.train_command, cli_triage.eval_command,
+                 cli_sla.sla):
     main.add_command(_command)

@@ -20,7 +20,7 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -36,6 +36,7 @@ from inboxd.render import BUNDLED_TEMPLATES, Renderer
 from inboxd.send import Sender
 from inboxd.store import Store, utcnow
 from inboxd.train import Example, bundled_examples, retrain, save
+from inboxd.watch import Watch
 
 logger = logging.getLogger("inboxd.daemon")
 RESCAN_SECONDS = 30.0
@@ -111,6 +112,7 @@ class Daemon:
                 mailbox_ok = False
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=f"{type(exc).__name__}: {exc}")
         await asyncio.to_thread(self._pipeline(store).process_pending)
+        await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
         report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
         for fetcher in connected:
             try:
@@ -152,7 +154,7 @@ class Daemon:
             new_macro_f1=result.new_score, previous_macro_f1=result.old_score, held_out=result.held_out)
         return True
 
-    def _scheduler(self) -> AsyncIOScheduler:
+    def _scheduler(self, watch: Watch, send_wake: asyncio.Event) -> AsyncIOScheduler:
         """Periodic jobs: pick up rule edits within seconds, and retrain from corrections."""
         scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
         scheduler.add_job(self.classifier.reload_rules_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
@@ -168,6 +170,17 @@ class Daemon:
 
         scheduler.add_job(retrain_job, "interval", minutes=self.settings.classify.retrain_check_minutes,
                           id="retrain")
+
+        async def sla_job() -> None:
+            try:
+                if await asyncio.to_thread(watch.check, self.clock()):
+                    send_wake.set()
+            except Exception:  # the clocks are in the database; the next check catches up
+                logger.exception("sla_check_failed")
+
+        # the first check runs at once, so alerts that fell due while inboxd was stopped go out on start
+        scheduler.add_job(sla_job, "interval", seconds=self.settings.sla.check_seconds, id="sla",
+                          next_run_time=datetime.now(UTC))
         return scheduler
 
     async def run_forever(self) -> None:
@@ -233,7 +246,8 @@ class Daemon:
 
         for thread in threads:
             thread.start()
-        scheduler = self._scheduler()
+        watch_store = Store(self.settings.database)
+        scheduler = self._scheduler(Watch(self.settings, watch_store, self.routing), send_wake)
         scheduler.start()
         tasks = [asyncio.create_task(t()) for t in (processing, sending)]
         try:
@@ -247,7 +261,7 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             for thread in threads:
                 await asyncio.to_thread(thread.join, 10)
-            for store in (*fetch_stores, process_store, send_store):
+            for store in (*fetch_stores, process_store, send_store, watch_store):
                 store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

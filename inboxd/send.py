@@ -14,6 +14,8 @@ import asyncio
 import json
 import logging
 import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +31,16 @@ logger = logging.getLogger("inboxd.send")
 
 MAX_RETRY_DELAY = 3600.0
 GIVE_UP_AFTER = timedelta(days=3)
+
+
+def _post_json(url: str, body: bytes, timeout: float) -> int:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "inboxd"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (admin-set URL)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 @dataclass
@@ -56,64 +68,85 @@ class Sender:
                                username=s.username or None, password=s.password or None)
 
     async def send_due(self, *, ignore_backoff: bool = False) -> SendReport:
-        """Send what is due now (or everything pending) over one SMTP connection.
+        """Send what is due now (or everything pending): mail over one SMTP connection, webhooks by POST.
 
         Rows are read page by page in id order, so each is tried once per call however
-        long the queue is, and a page that fails does not block the ones queued after it.
+        long the queue is, and a failure does not block what was queued after it.
         """
         report = SendReport()
         after_id = 0
-        client: aiosmtplib.SMTP | None = None
+        connection: list[aiosmtplib.SMTP] = []  # opened on the first mail, reused for the rest
         try:
             while rows := await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock(),
                                                   after_id):
                 after_id = rows[-1]["id"]
-                if client is None:
-                    client = self._client()
-                    try:
-                        await client.connect()
-                    except (aiosmtplib.SMTPException, OSError) as exc:
-                        client = None
-                        for row in rows:
-                            await self._retry_or_fail(row, f"cannot reach the mail server: {exc}", report)
+                for row in rows:
+                    if row["kind"] == "webhook":
+                        await self._post(row, report)
+                    elif not await self._send_mail(connection, row, report):
+                        for later in rows[rows.index(row) + 1:]:
+                            if later["kind"] != "webhook":
+                                await self._retry_or_fail(later, "the mail server connection failed", report)
                         return report
-                if not await self._send_page(client, rows, report):
-                    return report
         finally:
-            if client is not None:
+            for client in connection:
                 try:
                     await client.quit()
                 except (aiosmtplib.SMTPException, OSError):
                     client.close()
         return report
 
-    async def _send_page(self, client: aiosmtplib.SMTP, rows: list[dict[str, Any]], report: SendReport) -> bool:
-        """Send one page; False when the connection broke (the rest of the page is retried later)."""
-        for index, row in enumerate(rows):
+    async def _send_mail(self, connection: list[aiosmtplib.SMTP], row: dict[str, Any], report: SendReport) -> bool:
+        """Send one queued mail; False when the server cannot be reached or the connection broke."""
+        if not connection:
+            client = self._client()
             try:
-                await client.sendmail(row["mail_from"], json.loads(row["recipients"]), row["raw"])
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                error = "every recipient was refused: " + "; ".join(
-                    f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)
-                if all(500 <= r.code < 600 for r in exc.recipients):
-                    await self._fail(row, error, report)
-                else:
-                    await self._retry_or_fail(row, error, report)
-            except aiosmtplib.SMTPResponseException as exc:
-                if 500 <= exc.code < 600:
-                    await self._fail(row, f"refused by the mail server: {exc.code} {exc.message}", report)
-                else:
-                    await self._retry_or_fail(row, f"{exc.code} {exc.message}", report)
+                await client.connect()
             except (aiosmtplib.SMTPException, OSError) as exc:
-                for later in rows[index:]:  # the connection is gone; try these later
-                    await self._retry_or_fail(later, f"{type(exc).__name__}: {exc}", report)
+                await self._retry_or_fail(row, f"cannot reach the mail server: {exc}", report)
                 return False
+            connection.append(client)
+        try:
+            await connection[0].sendmail(row["mail_from"], json.loads(row["recipients"]), row["raw"])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            error = "every recipient was refused: " + "; ".join(
+                f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)
+            if all(500 <= r.code < 600 for r in exc.recipients):
+                await self._fail(row, error, report)
             else:
-                await asyncio.to_thread(self.store.mark_sent, row["id"], self.clock())
-                report.sent += 1
-                log(logger, logging.INFO, "mail_sent", outbox_id=row["id"], kind=row["kind"],
-                    ticket=row["ticket_id"], message_id=row["message_id"])
+                await self._retry_or_fail(row, error, report)
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                await self._fail(row, f"refused by the mail server: {exc.code} {exc.message}", report)
+            else:
+                await self._retry_or_fail(row, f"{exc.code} {exc.message}", report)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._retry_or_fail(row, f"{type(exc).__name__}: {exc}", report)
+            return False
+        else:
+            await self._sent(row, report)
         return True
+
+    async def _post(self, row: dict[str, Any], report: SendReport) -> None:
+        """Deliver a webhook (JSON POST); any 2xx answer counts as delivered."""
+        url = json.loads(row["recipients"])[0]
+        try:
+            status = await asyncio.to_thread(_post_json, url, row["raw"], self.settings.timeout)
+        except (OSError, ValueError) as exc:
+            await self._retry_or_fail(row, f"webhook {type(exc).__name__}: {exc}", report)
+            return
+        if 200 <= status < 300:
+            await self._sent(row, report)
+        elif 400 <= status < 500 and status not in (408, 429):
+            await self._fail(row, f"webhook refused: HTTP {status}", report)
+        else:
+            await self._retry_or_fail(row, f"webhook answered HTTP {status}", report)
+
+    async def _sent(self, row: dict[str, Any], report: SendReport) -> None:
+        await asyncio.to_thread(self.store.mark_sent, row["id"], self.clock())
+        report.sent += 1
+        log(logger, logging.INFO, "mail_sent" if row["kind"] != "webhook" else "webhook_sent", outbox_id=row["id"],
+            kind=row["kind"], ticket=row["ticket_id"], message_id=row["message_id"])
 
     async def _fail(self, row: dict[str, Any], error: str, report: SendReport) -> None:
         await asyncio.to_thread(self.store.mark_failed, row["id"], error)
