@@ -392,24 +392,31 @@ def event_span(events: list[dict[str, Any]], name: str) -> tuple[str, str, int] 
 
 
 def stage_seconds(events: list[dict[str, Any]], started_wall: float, ended_wall: float) -> dict[str, float]:
-    """Stages of one `run --once` from its log (wall clock, ms resolution): start-up (interpreter,
-    imports, configuration, classifier), connect + fetch of the whole backlog, processing,
-    marking keywords + SMTP connect, sending, exit."""
+    """Stages of one `run --once` from its log (wall clock, ms resolution), in the order inboxd does
+    them: start-up (interpreter, imports, configuration, rules), model load (scikit-learn import +
+    joblib), IMAP connect + fetch + store of the whole backlog, processing, SMTP connect, sending
+    the whole outbox, then marking the fetched mail with IMAP keywords and logging out, exit."""
+    def stamp(e: dict[str, Any]) -> float:
+        return datetime.fromisoformat(e["time"]).timestamp()
+
     def first(name: str) -> float | None:
-        return next((datetime.fromisoformat(e["time"]).timestamp() for e in events if e.get("event") == name), None)
+        return next((stamp(e) for e in events if e.get("event") == name), None)
 
     def last(name: str) -> float | None:
         found = [e for e in events if e.get("event") == name]
-        return datetime.fromisoformat(found[-1]["time"]).timestamp() if found else None
+        return stamp(found[-1]) if found else None
 
-    points = [("spawn", started_wall), ("log_start", min((datetime.fromisoformat(e["time"]).timestamp()
-                                                          for e in events), default=None)),
+    points = [("spawn", started_wall), ("log_start", min((stamp(e) for e in events), default=None)),
+              ("model_loaded", first("model_loaded")),
               ("first_processed", first("message_processed")), ("last_processed", last("message_processed")),
               ("first_sent", first("mail_sent")), ("last_sent", last("mail_sent")),
               ("done", first("run_once_done")), ("exit", ended_wall)]
-    names = {("spawn", "log_start"): "startup_to_first_log", ("log_start", "first_processed"): "fetch_to_first_processed",
-             ("first_processed", "last_processed"): "processing", ("last_processed", "first_sent"): "mark_keywords_and_connect",
-             ("first_sent", "last_sent"): "sending", ("last_sent", "done"): "send_end", ("done", "exit"): "exit"}
+    names = {("spawn", "log_start"): "startup", ("log_start", "model_loaded"): "model_load",
+             ("model_loaded", "first_processed"): "fetch_and_store",
+             ("log_start", "first_processed"): "fetch_and_store",
+             ("first_processed", "last_processed"): "processing", ("last_processed", "first_sent"): "smtp_connect",
+             ("first_sent", "last_sent"): "sending", ("last_sent", "done"): "mark_keywords",
+             ("last_processed", "done"): "mark_keywords", ("done", "exit"): "exit"}
     known = [(n, t) for n, t in points if t is not None]
     out: dict[str, float] = {}
     for (a, ta), (b, tb) in zip(known, known[1:]):
@@ -585,6 +592,136 @@ def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argpar
         "ack_bytes_mean": statistics.fmean(sizes) if sizes else None,
         "db": db,
     }
+
+
+def phase_profile(work: Path, dovecot: Any, sink: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """One more `inboxd run --once` on a fresh database (the same mailbox, so the same backlog plus
+    any latency probes), under a profiler; not a timing.
+
+    py-spy (sampling, every thread, only samples of threads on the CPU, 250/s): CPU ms per mail
+    for each point of PROFILE_POINTS (samples whose stack contains it), little distortion.
+    cprofile (bench/profile_once.py, every thread): call counts and cumulative wall time, but
+    Python-heavy code runs several times slower under it, so read its shares, not its times."""
+    config = write_config(work, dovecot, sink, "profile.db", args.poll_interval, args.ack_limit, args.model)
+    sink.clear()
+    once = [PYTHON, "-m", "inboxd", "--config", str(config), "run", "--once"]
+    if args.profile == "py-spy":
+        out = work / "once.pyspy"
+        cmd = [pyspy_binary() or "py-spy", "record", "-o", str(out),
+               "-f", "raw", "--function", "--full-filenames", "-r", str(PYSPY_RATE), "--", *once]
+    else:
+        out = work / "once.prof"
+        cmd = [PYTHON, str(BENCH / "profile_once.py"), str(out), *once[3:]]
+    child = Child(cmd, work / "profile.log")
+    code = child.wait(args.timeout * 3)
+    if code != 0 or not out.exists():
+        raise RuntimeError(f"profiled inboxd run --once exited {code}:\n{child.log_text()[-3000:]}")
+    events = log_events(child.log_text())
+    processed = sum(1 for e in events if e.get("event") == "message_processed")
+    summary = pyspy_summary(out, processed) if args.profile == "py-spy" else cprofile_summary(out, processed)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out, RESULTS / f"profile-{datetime.now():%Y%m%d-%H%M%S}{out.suffix}")
+    return {"profiler": args.profile, "seconds": child.ended - child.started,  # type: ignore[operator]
+            "processed": processed, "sent": sum(1 for e in events if e.get("event") == "mail_sent"), **summary}
+
+
+PYSPY_RATE = 250
+
+
+def pyspy_binary() -> str | None:
+    beside = Path(PYTHON).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+# Where the time of one `run --once` goes: (label, file suffix, function name); "*" = any function
+# of that file. They nest (classify is inside process), so they are not to be summed.
+PROFILE_POINTS = [
+    ("imports (all)", "importlib._bootstrap>", "_find_and_load"),
+    ("model load (joblib)", "inboxd/train.py", "load"),
+    ("IMAP connect + fetch + store (Fetcher.sync)", "inboxd/fetch.py", "sync"),
+    ("  IMAP FETCH (ImapSource.fetch)", "inboxd/fetch.py", "fetch"),
+    ("processing (Pipeline.process)", "inboxd/pipeline.py", "process"),
+    ("  parse_message", "inboxd/parse.py", "parse_message"),
+    ("  identify (agent or customer)", "inboxd/identity.py", "identify"),
+    ("  detect_language", "inboxd/language.py", "detect_language"),
+    ("  find_ticket", "inboxd/thread.py", "find_ticket"),
+    ("  Pipeline._classify", "inboxd/pipeline.py", "_classify"),
+    ("    TrainedModel.predict", "inboxd/train.py", "predict"),
+    ("  routing (assign.decide)", "inboxd/assign.py", "decide"),
+    ("  Pipeline._acknowledge", "inboxd/pipeline.py", "_acknowledge"),
+    ("    build_ack", "inboxd/acknowledge.py", "build_ack"),
+    ("      Renderer.render (templates)", "inboxd/render.py", "render"),
+    ("      compose (MIME)", "inboxd/compose.py", "compose"),
+    ("  notify_owner", "inboxd/assign.py", "notify_owner"),
+    ("  Store methods (SQLite) while processing", "inboxd/store.py", "*", ("inboxd/pipeline.py", "process")),
+    ("sending (Sender.send_due)", "inboxd/send.py", "send_due"),
+    ("  aiosmtplib sendmail", "aiosmtplib/smtp.py", "sendmail"),
+    ("  Store.mark_sent", "inboxd/store.py", "mark_sent"),
+    ("IMAP keywords (Fetcher.mark_processed)", "inboxd/fetch.py", "mark_processed"),
+    ("all Store methods (SQLite), anywhere", "inboxd/store.py", "*"),
+    ("all JSON log lines (log)", "inboxd/log.py", "*"),
+]
+
+
+def _frame_matches(name: str, filename: str, suffix: str, wanted: str) -> bool:
+    return filename.endswith(suffix) and (wanted == "*" or name == wanted or name.endswith("." + wanted))
+
+
+def pyspy_summary(path: Path, processed: int) -> dict[str, Any]:
+    """Aggregate py-spy's raw (collapsed) stacks: 'frame;frame;... count', frame = 'name (file:line)'."""
+    frame_re = re.compile(r"^(.*) \((.*):\d+\)$")
+    hits = [0] * len(PROFILE_POINTS)
+    leaves: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [(m.group(1), m.group(2)) if (m := frame_re.match(f)) else (f, "") for f in stack.split(";")]
+        for i, (_label, suffix, wanted, *within) in enumerate(PROFILE_POINTS):
+            if within and not any(_frame_matches(name, filename, *within[0]) for name, filename in frames):
+                continue
+            if any(_frame_matches(name, filename, suffix, wanted) for name, filename in frames):
+                hits[i] += n
+        name, filename = frames[-1]
+        key = f"{name} ({_short(filename)})"
+        leaves[key] = leaves.get(key, 0) + n
+    per = max(processed, 1)
+    ms = 1000 / PYSPY_RATE
+    return {"cpu_seconds_sampled": round(total * ms / 1000, 3),
+            "points": [{"what": label, "samples": h, "share": round(h / max(total, 1), 4),
+                        "ms_per_mail": round(h * ms / per, 3)} for (label, *_), h in zip(PROFILE_POINTS, hits)],
+            "top_self": [{"function": k, "samples": v, "share": round(v / max(total, 1), 4),
+                          "ms_per_mail": round(v * ms / per, 3)}
+                         for k, v in sorted(leaves.items(), key=lambda kv: -kv[1])[:25]]}
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1].lstrip("0123456789./")
+    return filename
+
+
+def cprofile_summary(stats_path: Path, processed: int) -> dict[str, Any]:
+    import pstats
+    stats = pstats.Stats(str(stats_path)).stats  # type: ignore[attr-defined]
+    per = max(processed, 1)
+    points = []
+    for label, suffix, wanted, *_within in PROFILE_POINTS:
+        if wanted == "*":  # cumulative times of nested functions of one file cannot be added up
+            continue
+        found = [v for (f, _line, fn), v in stats.items() if _frame_matches(fn, f, suffix, wanted)]
+        cum = sum(v[3] for v in found)
+        points.append({"what": label, "calls": sum(v[1] for v in found), "seconds": round(cum, 3),
+                       "ms_per_mail": round(cum * 1000 / per, 3)})
+    idle = ("acquire", "wait", "select", "poll", "_worker", "get")
+    own = sorted(((v[2], f, fn, v[1]) for (f, _line, fn), v in stats.items()), reverse=True)
+    return {"points": points,
+            "top_self": [{"function": f"{fn} ({_short(f)})", "calls": calls, "self_seconds": round(t, 3),
+                          "ms_per_mail": round(t * 1000 / per, 3)}
+                         for t, f, fn, calls in own if not any(w in fn for w in idle)][:25]}
 
 
 def phase_baseline(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argparse.Namespace) -> dict[str, Any]:
@@ -842,6 +979,12 @@ def print_summary(result: dict[str, Any]) -> None:
         sd = result["daemon_shutdown"]
         rows.append(("daemon SIGTERM -> exit", f"{sd['seconds']:.2f} s",
                      f"exit {sd['exit_code']}, peak RSS {sd['maxrss_mb']:.0f} MB"))
+    prof = result.get("profile")
+    if prof:
+        unit = "CPU ms/mail" if prof["profiler"] == "py-spy" else "ms/mail (cProfile, inflated)"
+        rows.append((f"profile ({prof['profiler']})", unit, f"{prof['processed']} mails, not a timing"))
+        for point in prof["points"]:
+            rows.append((f"  {point['what']}", f"{point['ms_per_mail']:.2f}", ""))
     w1 = max(len(r[0]) for r in rows)
     w2 = max(len(r[1]) for r in rows)
     print()
@@ -890,6 +1033,9 @@ def main() -> int:
     parser.add_argument("--no-model", action="store_true", help="rules only: no model file at all")
     parser.add_argument("--skip", action="append", default=[], choices=["once", "daemon", "baseline", "latency"],
                         help="leave a phase out (repeatable)")
+    parser.add_argument("--profile", nargs="?", const="py-spy", choices=["py-spy", "cprofile"],
+                        help="finally profile one more `run --once` on a fresh database, with py-spy (default; "
+                             "`pip install py-spy`) or cProfile in every thread")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, logs)")
     parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -901,6 +1047,8 @@ def main() -> int:
     if args.model and not args.model.is_file():
         parser.error(f"--model {args.model}: no such file")
     args.use_model = not args.no_model
+    if args.profile == "py-spy" and not pyspy_binary():
+        parser.error("--profile needs py-spy (`.venv/bin/pip install py-spy`), or use --profile cprofile")
 
     from mailservers import DOVECOT_BINARY, Dovecot
 
@@ -990,6 +1138,9 @@ def main() -> int:
         if "latency" not in args.skip and args.idle_floor_samples:
             print("Dovecot IDLE notification floor (plain imapclient) ...", flush=True)
             result["idle_floor"] = phase_idle_floor(dovecot, args.idle_floor_samples)
+        if args.profile:
+            print(f"profiling one more inboxd run --once ({args.profile}) ...", flush=True)
+            result["profile"] = phase_profile(work, dovecot, sink, args)
         if "once" in result and "baseline" in result:
             result["ratio_once_vs_baseline"] = (result["once"]["messages_per_second"]
                                                 / result["baseline"]["messages_per_second"])

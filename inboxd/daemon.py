@@ -86,6 +86,11 @@ class Daemon:
                                      vip=c.vip)
         self.routing = Routing(settings)
         self.stop_event = threading.Event()
+        for server, conf in (("imap", settings.imap), ("smtp", settings.smtp)):
+            if conf.tls != "none" and not conf.verify_tls:
+                log(logger, logging.WARNING, "tls_verification_off", server=server, host=conf.host,
+                    note="certificates are not checked: anyone on the network path could read the mail and "
+                         "the password; set verify_tls = true unless this is a test server")
 
     def _fetcher(self, source: MailSource, folder: str, store: Store,
                  on_stored: Callable[[], None] = lambda: None) -> Fetcher:
