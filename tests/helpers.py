@@ -18,6 +18,21 @@ from inboxd.store import Store
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.com"
 
+# The smallest valid inboxd.toml, for tests that need settings but no mail server.
+MINIMAL_CONFIG = """\
+[imap]
+host = "imap.example.com"
+username = "support"
+password = "imap-secret"
+
+[smtp]
+host = "smtp.example.com"
+
+[support]
+address = "support@example.com"
+timezone = "Asia/Taipei"
+"""
+
 
 def write_config(tmp_path: Path, mailenv: Any, *, imap: str = "", support: str = "", extra: str = "") -> Path:
     """An inboxd.toml pointing at the test Dovecot (user ``support``) and SMTP sink."""

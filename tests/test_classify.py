@@ -16,6 +16,7 @@ from typing import Any
 import joblib
 import pytest
 from click.testing import CliRunner
+from helpers import MINIMAL_CONFIG
 
 from inboxd.classify import NEEDS_TRIAGE, Classifier
 from inboxd.cli import main
@@ -25,26 +26,24 @@ from inboxd.language import detect_language
 from inboxd.mood import assess
 from inboxd.rules import CATEGORIES, facts_from
 from inboxd.store import Store
-from inboxd.train import (Example, ModelError, TrainedModel, evaluate, example_text, held_out, is_held_out, load,
-                          read_examples, retrain, save, train)
+from inboxd.train import (
+    Example,
+    ModelError,
+    TrainedModel,
+    evaluate,
+    example_text,
+    held_out,
+    is_held_out,
+    load,
+    read_examples,
+    retrain,
+    save,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Path(__file__).resolve().parent / "fixtures" / "training" / "small.jsonl"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-MINIMAL_CONFIG = """\
-[imap]
-host = "imap.example.com"
-username = "support"
-password = "imap-secret"
-
-[smtp]
-host = "smtp.example.com"
-
-[support]
-address = "support@example.com"
-timezone = "Asia/Taipei"
-"""
 
 # Clear new mail the model has not seen, per language: (text, category, language)
 PROBES = [

@@ -6,25 +6,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import MINIMAL_CONFIG
 
 from inboxd.cli import main
 from inboxd.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MINIMAL = """\
-[imap]
-host = "imap.example.com"
-username = "support"
-password = "imap-secret"
-
-[smtp]
-host = "smtp.example.com"
-
-[support]
-address = "support@example.com"
-timezone = "Asia/Taipei"
-"""
+MINIMAL = MINIMAL_CONFIG
 
 
 def write(tmp_path: Path, text: str) -> Path:

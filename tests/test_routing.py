@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
+from helpers import MINIMAL_CONFIG
 
 from inboxd.agents import Agent, Directory, Team, choose, load_directory
 from inboxd.assign import Routing, decide
@@ -576,19 +577,7 @@ def test_missing_routing_file_means_no_routes(tmp_path: Path) -> None:
 
 # --- Routing: the files in force, hot reload ---------------------------------------------------
 
-MINIMAL = """\
-[imap]
-host = "imap.example.com"
-username = "support"
-password = "imap-secret"
-
-[smtp]
-host = "smtp.example.com"
-
-[support]
-address = "support@example.com"
-timezone = "Asia/Taipei"
-"""
+MINIMAL = MINIMAL_CONFIG
 
 
 def make_config(tmp_path: Path, *, agents: str = AGENTS, routes: str = ROUTES) -> Path:

@@ -12,11 +12,20 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers import MINIMAL_CONFIG
 
 from inboxd.classify import Classifier
 from inboxd.cli import main
-from inboxd.rules import (CATEGORIES, MailFacts, RuleError, RuleSet, apply_rules, compile_file, facts_from,
-                          load_rules)
+from inboxd.rules import (
+    CATEGORIES,
+    MailFacts,
+    RuleError,
+    RuleSet,
+    apply_rules,
+    compile_file,
+    facts_from,
+    load_rules,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rules"
@@ -542,22 +551,7 @@ def test_rules_check_missing_folder(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_rules_check_uses_config_rules_dir(runner: CliRunner, tmp_path: Path) -> None:
     config = tmp_path / "inboxd.toml"
-    config.write_text(textwrap.dedent("""\
-        [imap]
-        host = "imap.example.com"
-        username = "support"
-        password = "imap-secret"
-
-        [smtp]
-        host = "smtp.example.com"
-
-        [support]
-        address = "support@example.com"
-        timezone = "Asia/Taipei"
-
-        [classify]
-        rules_dir = "my-rules"
-        """), encoding="utf-8")
+    config.write_text(MINIMAL_CONFIG + '\n[classify]\nrules_dir = "my-rules"\n', encoding="utf-8")
     write(tmp_path / "my-rules", "10.toml", '[[rule]]\nname = "x"\nwhen.subjet = "x"\nthen.tags = ["x"]\n')
     result = runner.invoke(main, ["--config", str(config), "rules", "check"])
     assert result.exit_code == 2 and f"{tmp_path / 'my-rules' / '10.toml'}:3: " in result.stderr
