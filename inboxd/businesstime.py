@@ -302,6 +302,12 @@ class BusinessCalendar:
             at = _walk(self._intervals(at, None), timedelta(minutes=duration.minutes))
         return at.astimezone(self._tzinfo)
 
+    def add_time(self, start: datetime, amount: timedelta) -> datetime:
+        """``amount`` of business time after ``start``, to the microsecond (for resuming a paused clock)."""
+        if amount <= timedelta(0):
+            return self.next_open(start)
+        return _walk(self._intervals(_utc(start), None), amount).astimezone(self._tzinfo)
+
     def business_minutes_between(self, a: datetime, b: datetime) -> float:
         """Business minutes elapsed from ``a`` to ``b`` (0 when ``b`` is not after ``a``)."""
         elapsed = sum((c - o for o, c in self._intervals(_utc(a), _utc(b))), timedelta())

@@ -34,8 +34,13 @@ def holidays_from_ics(path: Path) -> set[date]:
         if start is None:
             continue
         first = start.dt.date() if isinstance(start.dt, datetime) else start.dt
-        end = event.get("DTEND")
-        last = (end.dt.date() if isinstance(end.dt, datetime) else end.dt) if end is not None else first
+        end, duration = event.get("DTEND"), event.get("DURATION")
+        if end is not None:
+            last = end.dt.date() if isinstance(end.dt, datetime) else end.dt
+        elif duration is not None:  # DTSTART plus DURATION, e.g. P3D for a three-day holiday
+            last = first + timedelta(days=max(1, duration.dt.days))
+        else:
+            last = first
         day = first
         days.add(day)
         while day + timedelta(days=1) < last:  # DTEND of an all-day event is the day after it
@@ -85,6 +90,10 @@ def build_calendar(name: str, spec: dict[str, Any], base: Path,
     except ValueError as exc:
         raise fail("extra_workday_hours", f"[calendars.{name}] extra_workday_hours: {exc}") from None
     extra = {date.fromisoformat(t): extra_hours for t in _texts(spec.get("extra_workdays", []))}
+    both = sorted(holidays & set(extra))
+    if both:
+        raise fail("extra_workdays", f"[calendars.{name}] {both[0].isoformat()} is both a holiday and an extra "
+                                     "working day")
     try:
         return BusinessCalendar(tz, weekly, frozenset(holidays), extra)
     except ValueError as exc:

@@ -31,9 +31,9 @@ def _open(ctx: click.Context) -> tuple[Settings, Store]:
 def describe(settings: Settings, timer: Timer, now: datetime) -> dict[str, Any]:
     """A clock's state in words and numbers, as `sla show` and `sla at-risk` print it."""
     calendar = settings.calendars[timer.calendar]
+    due = timer.due_at if timer.state != "paused" else None  # a paused clock has no due time until it resumes
     info: dict[str, Any] = {"timer": timer.kind, "policy": timer.policy, "state": timer.state,
-                            "started_at": timer.started_at.isoformat(),
-                            "due_at": timer.due_at.isoformat() if timer.due_at else None}
+                            "started_at": timer.started_at.isoformat(), "due_at": due.isoformat() if due else None}
     if timer.state == "running" and timer.due_at is not None:
         left = calendar.business_minutes_between(now, timer.due_at) if now < timer.due_at else \
             -calendar.business_minutes_between(timer.due_at, now)
@@ -46,7 +46,7 @@ def describe(settings: Settings, timer: Timer, now: datetime) -> dict[str, Any]:
         info["level"] = "paused (waiting on the customer)"
     else:
         info["stopped_at"] = timer.stopped_at.isoformat() if timer.stopped_at else None
-        info["level"] = "met" if timer.due_at and timer.stopped_at and timer.stopped_at <= timer.due_at else "late"
+        info["level"] = "met" if timer.met else "late"
     return info
 
 
@@ -76,6 +76,9 @@ def sla_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
     clocks = [describe(settings, Timer.from_row(r), now) for r in rows]
     alerts = store.query("SELECT level, at, recipients, sent FROM sla_alerts WHERE ticket_id=? ORDER BY id",
                          (ticket["ticket_id"],))
+    for alert in alerts:
+        alert["recipients"] = json.loads(alert["recipients"])
+        alert["sent"] = bool(alert["sent"])
     if as_json:
         click.echo(json.dumps({"ticket": ticket["ticket_id"], "status": ticket["status"], "clocks": clocks,
                                "alerts": alerts}, indent=2, ensure_ascii=False))
@@ -92,7 +95,7 @@ def sla_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
         click.echo(f"  {LABELS[clock['timer']]:<15} {clock['state']:<8} due {due}{left}  [{clock['level']}]")
     for alert in alerts:
         click.echo(f"  alert {alert['level']:<11} {alert['at'][:16]}  "
-                   f"{'to ' + ', '.join(json.loads(alert['recipients'])) if alert['sent'] else '(superseded)'}")
+                   f"{'to ' + ', '.join(alert['recipients']) if alert['sent'] else '(superseded)'}")
 
 
 @sla.command("at-risk")

@@ -420,8 +420,8 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration,
         for key, value in spec.items():
             line = find_line(text, section, key)
             if key == "calendar":
-                if value not in calendars:
-                    raise ConfigError(path, line, f"[{section}] calendar '{value}' is not defined; calendars: "
+                if not isinstance(value, str) or value not in calendars:
+                    raise ConfigError(path, line, f"[{section}] calendar {value!r} is not defined; calendars: "
                                                   + ", ".join(calendars))
                 continue
             if key not in TARGETS:
@@ -467,6 +467,8 @@ def _sla_settings(path: Path, text: str, v: dict[str, Any]) -> SlaSettings:
     warn = v["warn_at"]
     if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in warn):
         raise fail("warn_at", "must be a list of fractions between 0 and 1, e.g. [0.75, 0.9]")
+    if len({round(f * 100) for f in warn}) != len(warn):
+        raise fail("warn_at", "lists the same percentage twice")
     steps = []
     for step in v["escalation"]:
         if not isinstance(step, dict) or set(step) != {"after", "to"} or step["to"] not in ESCALATION_ROLES:

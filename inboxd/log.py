@@ -62,6 +62,10 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.propagate = False
 
 
-def log(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Log ``event`` with structured ``fields`` (rendered as key=value or JSON)."""
-    logger.log(level, event, extra={"fields": fields})
+def log(logger: logging.Logger, severity: int, event: str, /, **fields: Any) -> None:
+    """Log ``event`` with structured ``fields`` (rendered as key=value or JSON).
+
+    The first three parameters are positional-only, so a field may be called anything,
+    ``level`` included.
+    """
+    logger.log(severity, event, extra={"fields": fields})

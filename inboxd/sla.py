@@ -9,12 +9,11 @@ through ``change_status`` so the clocks can never drift from the ticket.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from inboxd.businesstime import BusinessCalendar, Duration
+from inboxd.businesstime import BusinessCalendar
 from inboxd.config import Settings
 from inboxd.store import Store, iso
 
@@ -35,19 +34,20 @@ class Timer:
     total_minutes: float
     remaining_minutes: float | None
     stopped_at: datetime | None
+    met: bool | None = None  # set when stopped: was the target kept?
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Timer:
         when = lambda key: datetime.fromisoformat(row[key]) if row[key] else None  # noqa: E731
         return cls(row["id"], row["ticket_id"], row["kind"], row["policy"], row["calendar"], row["state"],
                    datetime.fromisoformat(row["started_at"]), when("due_at"), row["total_minutes"],
-                   row["remaining_minutes"], when("stopped_at"))
+                   row["remaining_minutes"], when("stopped_at"), None if row.get("met") is None else bool(row["met"]))
 
 
 def _calendar(settings: Settings, timer_or_policy: Timer | str) -> BusinessCalendar:
     name = timer_or_policy.calendar if isinstance(timer_or_policy, Timer) else \
         settings.sla_policies[timer_or_policy].calendar
-    return settings.calendars[name]
+    return settings.calendars.get(name, settings.calendars["support"])  # renamed since: the team's hours
 
 
 def timers(store: Store, ticket_id: str, states: tuple[str, ...] = OPEN_STATES) -> list[Timer]:
@@ -60,7 +60,7 @@ def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: date
     """Start a clock unless its policy has no target for the ticket's priority; returns its due time."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    policy_name = ticket["sla_policy"] or settings.default_policy
+    policy_name = ticket["sla_policy"] if ticket["sla_policy"] in settings.sla_policies else settings.default_policy
     policy = settings.sla_policies[policy_name]
     target = policy.target(kind, ticket["priority"])
     if target is None or any(t.kind == kind for t in timers(store, ticket_id)):
@@ -80,10 +80,13 @@ def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: date
 def stop(store: Store, ticket_id: str, kinds: tuple[str, ...], now: datetime) -> None:
     for timer in timers(store, ticket_id):
         if timer.kind in kinds:
-            met = timer.state == "paused" or (timer.due_at is not None and now <= timer.due_at)
+            if timer.state == "paused":  # stopped while paused: met if time was left when it paused
+                met = (timer.remaining_minutes or 0) > 0
+            else:
+                met = timer.due_at is not None and now <= timer.due_at
             with store.tx():
-                store.conn.execute("UPDATE sla_timers SET state='stopped', stopped_at=? WHERE id=?",
-                                   (iso(now), timer.id))
+                store.conn.execute("UPDATE sla_timers SET state='stopped', stopped_at=?, met=? WHERE id=?",
+                                   (iso(now), int(met), timer.id))
                 store.log_event(timer.ticket_id, "sla_met" if met else "sla_stopped_late", now, timer=timer.kind)
 
 
@@ -91,14 +94,13 @@ def pause(store: Store, settings: Settings, ticket_id: str, now: datetime) -> No
     for timer in timers(store, ticket_id, ("running",)):
         assert timer.due_at is not None
         remaining = _calendar(settings, timer).business_minutes_between(now, timer.due_at)
-        store.conn.execute("UPDATE sla_timers SET state='paused', remaining_minutes=?, due_at=NULL WHERE id=?",
+        store.conn.execute("UPDATE sla_timers SET state='paused', remaining_minutes=? WHERE id=?",
                            (remaining, timer.id))
 
 
 def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
     for timer in timers(store, ticket_id, ("paused",)):
-        remaining = max(1, math.ceil(timer.remaining_minutes or 0))
-        due = _calendar(settings, timer).add(now, Duration(minutes=remaining))
+        due = _calendar(settings, timer).add_time(now, timedelta(minutes=timer.remaining_minutes or 0))
         store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=? WHERE id=?",
                            (iso(due), timer.id))
 

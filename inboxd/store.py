@@ -101,6 +101,8 @@ CREATE INDEX sla_timers_ticket ON sla_timers (ticket_id);
 CREATE TABLE sla_alerts (
     id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL, timer_id INTEGER NOT NULL, level TEXT NOT NULL,
     at TEXT NOT NULL, recipients TEXT NOT NULL, sent INTEGER NOT NULL, UNIQUE (timer_id, level));
+""", """
+ALTER TABLE sla_timers ADD COLUMN met INTEGER;
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from inboxd.assign import Routing
@@ -42,7 +42,7 @@ def levels(settings: Settings, timer: Timer) -> list[Level]:
     out = []
     for fraction in settings.sla.warn_at:
         # the moment the given share of the target is used: that much business time before the due time
-        left = timer.total_minutes * (1 - fraction)
+        left = round(timer.total_minutes * (1 - fraction), 6)  # 0.1 * 240 is 23.999999999999996
         out.append(Level(f"warn-{round(fraction * 100)}", _before(calendar, timer.due_at, left), "owner"))
     out.append(Level("breach", timer.due_at, "owner"))
     for number, (delay, role) in enumerate(settings.sla.escalation, start=1):
@@ -53,10 +53,10 @@ def levels(settings: Settings, timer: Timer) -> list[Level]:
 def _before(calendar: BusinessCalendar, due: datetime, minutes: float) -> datetime:
     """The instant ``minutes`` of business time before ``due``: step back a day at a time, then bisect."""
     low = due - timedelta(days=1)
-    while calendar.business_minutes_between(low, due) < minutes:
+    while calendar.business_minutes_between(low, due) <= minutes:  # strictly before: never inside a closed stretch
         low -= timedelta(days=1)
     high = due
-    for _ in range(40):  # to well under a second
+    while high - low > timedelta(microseconds=1):
         middle = low + (high - low) / 2
         if calendar.business_minutes_between(middle, due) > minutes:
             low = middle
@@ -74,6 +74,10 @@ class Watch:
         rows = self.store.query("SELECT * FROM sla_timers WHERE state='running' ORDER BY due_at")
         queued = 0
         for timer in map(Timer.from_row, rows):
+            if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
+                log(logger, logging.WARNING, "sla_calendar_missing", ticket=timer.ticket_id, calendar=timer.calendar,
+                    note="using the [support] calendar for this clock")
+                timer = replace(timer, calendar="support")
             queued += self._check_timer(timer, now)
         return queued
 
