@@ -15,6 +15,7 @@ import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from charset_normalizer import from_bytes
 
@@ -192,6 +193,8 @@ def decode_bytes(data: bytes, label: str | None) -> Decoded:
         return Decoded(data.decode("utf-8"), "utf-8", True)
     if _mostly_utf8(data[:_DETECT_SAMPLE]):
         return Decoded(data.decode("utf-8", errors="replace"), "utf-8", True)
+    if not chain and (chinese := _as_chinese(data)) is not None:
+        return chinese
     best = from_bytes(data[:_DETECT_SAMPLE]).best()
     codec = _codec(best.encoding) if best is not None else None
     if codec and codec.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
@@ -199,6 +202,37 @@ def decode_bytes(data: bytes, label: str | None) -> Decoded:
     if codec is None:
         codec = chain[0] if chain else "utf-8"
     return Decoded(data.decode(codec, errors="replace"), codec, True)
+
+
+@lru_cache(maxsize=1)
+def _common_han() -> frozenset[str]:
+    text = (Path(__file__).parent / "common_han.txt").read_text(encoding="utf-8")
+    return frozenset("".join(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def _as_chinese(data: bytes) -> Decoded | None:
+    """Unlabelled 8-bit text read as GB18030 or Big5 when either gives ordinary Chinese.
+
+    Detectors often take short Chinese for Japanese or Korean, and GB and Big5 bytes
+    overlap, so each strict decoding is scored by how many of its ideographs are common
+    in real support mail; the better one wins if most of it is ordinary text.
+    """
+    common = _common_han()
+    best: tuple[float, str, str] | None = None
+    for codec in ("gb18030", "big5hkscs"):
+        try:
+            text = data[:_DETECT_SAMPLE].decode(codec)
+        except UnicodeDecodeError:
+            continue
+        wide = [c for c in text if ord(c) > 127 and not ("\u3000" <= c <= "\u303f" or "\uff00" <= c <= "\uffef")]
+        if not wide:
+            continue
+        score = sum(c in common for c in wide) / len(wide)
+        if best is None or score > best[0]:
+            best = (score, codec, text)
+    if best is None or best[0] < 0.6:
+        return None
+    return Decoded(data.decode(best[1], errors="replace"), best[1], True)
 
 
 def decode_words(value: str, defects: list[str]) -> str:

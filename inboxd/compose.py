@@ -28,8 +28,11 @@ def address(name: str, addr: str) -> str:
 
 
 def _header(value: str) -> str:
+    """One line; non-ASCII, or a word too long to fold (a pasted URL), as RFC 2047 encoded words."""
     value = one_line(value)
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    if value.isascii() and all(len(word) <= 76 for word in value.split()):
+        return value
+    return Header(value, "utf-8").encode(maxlinelen=76)
 
 
 def compose(headers: Sequence[tuple[str, str]], text: str, html: str | None = None,

@@ -285,6 +285,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 REQUIRED_SECTIONS = ("imap", "smtp", "support")
+SECRET_KEYS = frozenset({"password", "reply_secret"})
 TYPE_NAMES = {str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false",
               list: "a list in [brackets]", dict: "a [section]"}
 
@@ -361,8 +362,8 @@ def _validate(path: Path, text: str, data: dict[str, Any]) -> dict[str, dict[str
                 value = given[key]
                 kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
                 if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-                    raise ConfigError(path, line, f"[{section}] {key} must be {_describe(spec.kind)}, "
-                                                  f"not {value!r}")
+                    shown = "" if key in SECRET_KEYS else f", not {value!r}"  # never echo a password
+                    raise ConfigError(path, line, f"[{section}] {key} must be {_describe(spec.kind)}{shown}")
             if spec.check is not None:
                 try:
                     value = spec.check(value)

@@ -115,7 +115,9 @@ class Daemon:
                 await asyncio.to_thread(fetcher.sync)
             except Exception as exc:  # report, and still process and send what is already stored
                 mailbox_ok = False
-                log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                store.record_fetch_error(self.settings.imap.account, folder, error)
+                log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
         await asyncio.to_thread(self._pipeline(store).process_pending)
         await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
         report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)

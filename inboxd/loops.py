@@ -13,7 +13,7 @@ import re
 from inboxd.models import ParsedMessage
 
 _OUT_OF_OFFICE = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|ooo\b|away from|"
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|auto\s*:|out of (the )?office|ooo\b|away from|"
     r"on vacation|vacation reply|absence|abwesenheit|"
     r"自動回覆|自動回复|自动回复|自动答复|自動答覆|休假|不在辦公室|不在办公室|外出)",
     re.I,

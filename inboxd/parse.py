@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
+from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -39,6 +40,8 @@ HTML_INPUT_FACTOR = 20  # HTML converted to text is capped at this many times ma
 MAX_DEFECTS = 50
 
 _PARSER = BytesParser(policy=compat32)
+_CHUNK = 64 * 1024
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _NEWLINES = re.compile(r"[\r\n]+")
 _BRACKETED = re.compile(r"<([^<>]*)>")
@@ -108,8 +111,13 @@ def _parse(raw: bytes, max_text_chars: int) -> ParsedMessage:
 
 
 def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
+    """Parse in chunks: BytesParser.parsebytes copies the whole mail into one string first,
+    which for a 30 MB attachment costs several times its size in memory."""
     try:
-        return _PARSER.parsebytes(raw)
+        feeder = BytesFeedParser(policy=compat32)
+        for start in range(0, len(raw), _CHUNK):
+            feeder.feed(raw[start:start + _CHUNK])
+        return feeder.close()
     except RecursionError:  # the stdlib parser recurses once per nesting level
         defects.append("nesting too deep: body kept unsplit")
         return _PARSER.parsebytes(raw, headersonly=True)
@@ -261,6 +269,14 @@ def _filename(part: Message, dec: _HeaderDecoder) -> str | None:
 
 def _size(part: Message, defects: list[str]) -> int:
     if not part.is_multipart():
+        try:
+            encoded = part.get_payload()
+        except (LookupError, ValueError):  # e.g. a NUL in the charset parameter
+            encoded = None
+        if _header_value(part, "content-transfer-encoding").strip(" \t\"'").lower() == "base64" and \
+                isinstance(encoded, str):  # size from the encoded length: no need to decode 30 MB to count it
+            chars = len(encoded) - sum(encoded.count(c) for c in "\r\n\t ")
+            return max(0, chars * 3 // 4 - len(encoded.rstrip()) + len(encoded.rstrip().rstrip("=")))
         return len(_payload(part, defects))
     try:  # an enclosed message: its size as serialized
         return len(part.as_bytes(policy=compat32.clone(max_line_length=0)))
@@ -290,11 +306,20 @@ class _HeaderDecoder:
         return _safe(_NEWLINES.sub(" ", value)).strip()
 
     def addresses(self, value: str) -> list[tuple[str, str]]:
-        """(display name, lower-cased addr-spec) pairs that have an @. Names are decoded after
-        splitting, so an encoded comma cannot split one address in two."""
+        """(display name, lower-cased addr-spec) pairs that have an @. Encoded words are set aside
+        while splitting, so an encoded comma, @ or colon in a name cannot change the address."""
         text = self.unfold(value)
-        found = [(self.line(decode_words(name, self.defects)), _safe("".join(addr.split()).lower()))
-                 for name, addr in getaddresses([text])]
+        words: list[str] = []
+
+        def stash(match: re.Match[str]) -> str:
+            words.append(match.group(0))
+            return f"inboxdword{len(words) - 1}x"
+
+        def restore(text: str) -> str:
+            return re.sub(r"inboxdword(\d+)x", lambda m: words[int(m.group(1))], text)
+
+        found = [(self.line(decode_words(restore(name), self.defects)), _safe("".join(addr.split()).lower()))
+                 for name, addr in getaddresses([_ENCODED_WORD.sub(stash, text)])]
         found = [(name.strip("\"' "), addr) for name, addr in found if "@" in addr]
         return found or [("", _safe(a).lower()) for a in _ADDR_SPEC.findall(text)]
 

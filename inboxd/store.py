@@ -193,9 +193,11 @@ class Store:
                 (account, folder, uidvalidity, last_uid, iso(now)))
 
     def record_fetch_error(self, account: str, folder: str, error: str) -> None:
+        """Remember why the mailbox could not be read, for `inboxd status` (even before a first fetch)."""
         with self.tx():
-            self.conn.execute("UPDATE checkpoints SET last_error=? WHERE account=? AND folder=?",
-                              (error, account, folder))
+            self.conn.execute("INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, last_error) "
+                              "VALUES (?,?,0,0,?) ON CONFLICT (account, folder) DO UPDATE SET last_error=excluded."
+                              "last_error", (account, folder, error))
 
     def store_raw(self, account: str, folder: str, uidvalidity: int, uid: int, raw: bytes, *,
                   size: int, truncated: bool, omitted: list[dict[str, Any]], now: datetime) -> None:
