@@ -120,7 +120,10 @@ class Daemon:
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
         await asyncio.to_thread(self._pipeline(store).process_pending)
         await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
-        report = await Sender(self.settings.smtp, store, self.clock).send_due(ignore_backoff=True)
+        sender = Sender(self.settings.smtp, store, self.clock)
+        report = await sender.send_due(ignore_backoff=True)
+        while not await sender.record_accepted():  # exiting now would send those mails again next time
+            await asyncio.sleep(1)
         for fetcher in connected:
             try:
                 await asyncio.to_thread(fetcher.mark_processed)

@@ -158,6 +158,8 @@ class ImapSource:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             client.noop()
             return
+        if self._pending_new_mail(client):
+            return
         client.idle()
         try:
             while time.monotonic() < deadline and not interrupted():
@@ -166,6 +168,22 @@ class ImapSource:
                     break
         finally:
             client.idle_done()
+
+
+    @staticmethod
+    def _pending_new_mail(client: IMAPClient) -> bool:
+        """Whether a new-mail notice already came in with an earlier command's answer.
+
+        imaplib keeps untagged EXISTS/RECENT lines that arrive with a STORE or SEARCH
+        answer to itself; IDLE would then wait for the next mail or the poll interval.
+        """
+        pending = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+        if not isinstance(pending, dict):
+            return False
+        found = False
+        for name in ("EXISTS", "RECENT"):
+            found = pending.pop(name, None) is not None or found
+        return found
 
 
 def _quiet_logout(client: IMAPClient) -> None:

@@ -45,7 +45,6 @@ from inboxd.store import RawRow, Store, iso, utcnow
 from inboxd.thread import find_ticket, subject_tags
 
 logger = logging.getLogger("inboxd.pipeline")
-MAX_ATTEMPTS = 3
 
 
 class Pipeline:
@@ -79,10 +78,9 @@ class Pipeline:
             parsed = self._parse(row)
             outcome = self._apply(row, parsed, now)
         except sqlite3.OperationalError as exc:
-            if ("locked" in str(exc) or "busy" in str(exc)) and row.attempts + 1 < MAX_ATTEMPTS:
-                self.store.defer_raw(row.id, repr(exc))  # another process holds the database: next round
+            if "locked" in str(exc) or "busy" in str(exc):  # another process holds the database: next round
                 log(logger, logging.WARNING, "message_retry", raw_id=row.id, uid=row.uid, error=repr(exc))
-                return
+                return  # (not counted: a healthy message must never be quarantined for a lock)
             logger.exception("message_failed", extra={"fields": {"raw_id": row.id, "uid": row.uid}})
             self._quarantine(row, f"database error: {exc}", now)
         except Exception as exc:  # the one catch-all: a bad message must not stop the queue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import ssl
 import urllib.error
 import urllib.request
@@ -55,6 +56,20 @@ class Sender:
         self.settings = settings
         self.store = store
         self.clock = clock
+        # Outbox rows the server accepted whose "sent" mark could not be written yet (database
+        # locked): never sent again by this process, and recorded before anything else is sent.
+        self.accepted: dict[int, datetime] = {}
+
+    async def record_accepted(self) -> bool:
+        """Write the pending "sent" marks; False while the database still refuses."""
+        for outbox_id, at in list(self.accepted.items()):
+            try:
+                await asyncio.to_thread(self.store.mark_sent, outbox_id, at)
+            except sqlite3.OperationalError as exc:
+                log(logger, logging.WARNING, "sent_mark_waiting", outbox_id=outbox_id, error=str(exc))
+                return False
+            del self.accepted[outbox_id]
+        return True
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -74,6 +89,8 @@ class Sender:
         long the queue is, and a failure does not block what was queued after it.
         """
         report = SendReport()
+        if not await self.record_accepted():
+            return report  # sending more now could only repeat what the server already has
         after_id = 0
         connection: list[aiosmtplib.SMTP] = []  # opened on the first mail, reused for the rest
         try:
@@ -81,6 +98,8 @@ class Sender:
                                                   after_id):
                 after_id = rows[-1]["id"]
                 for row in rows:
+                    if row["id"] in self.accepted:
+                        continue
                     if row["kind"] == "webhook":
                         await self._post(row, report)
                     elif not await self._send_mail(connection, row, report):
@@ -143,7 +162,9 @@ class Sender:
             await self._retry_or_fail(row, f"webhook answered HTTP {status}", report)
 
     async def _sent(self, row: dict[str, Any], report: SendReport) -> None:
-        await asyncio.to_thread(self.store.mark_sent, row["id"], self.clock())
+        """The server took it: record that, or remember it until the database lets us."""
+        self.accepted[row["id"]] = self.clock()
+        await self.record_accepted()
         report.sent += 1
         log(logger, logging.INFO, "mail_sent" if row["kind"] != "webhook" else "webhook_sent", outbox_id=row["id"],
             kind=row["kind"], ticket=row["ticket_id"], message_id=row["message_id"])

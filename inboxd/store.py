@@ -216,11 +216,6 @@ class Store:
         return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
                        json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
 
-    def defer_raw(self, raw_id: int, error: str) -> None:
-        """Leave a message waiting after a temporary failure, counting the attempt."""
-        with self.tx():
-            self.conn.execute("UPDATE raw_messages SET attempts=attempts+1, error=? WHERE id=?", (error, raw_id))
-
     def finish_raw(self, raw_id: int, state: str, *, ticket_id: str | None = None,
                    error: str | None = None, now: datetime) -> None:
         with self.tx():

@@ -10,6 +10,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import grp
@@ -30,6 +31,7 @@ from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+import psutil
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
@@ -152,15 +154,22 @@ class Dovecot:
         self._wait_ready(timeout)
 
     def stop(self) -> None:
-        """Stop the server (it drops every client connection); mail data is kept."""
+        """Stop the server and every connection it serves, as an outage would; mail data is kept.
+
+        Dovecot's master leaves running imap processes serving open connections, so those
+        are ended too: otherwise a client in IDLE would never notice the outage."""
         if self._process is None:
             return
+        children = psutil.Process(self._process.pid).children(recursive=True)
         self._process.terminate()
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
         self._process = None
 
     @property

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL_CONFIG
 
-from inboxd.classify import NEEDS_TRIAGE, Classifier
+from inboxd.classify import SPAM_CONFIDENCE, NEEDS_TRIAGE, Classifier
 from inboxd.cli import main
 from inboxd.config import load_settings
 from inboxd.daemon import Daemon
@@ -328,7 +328,11 @@ def test_low_confidence_is_needs_triage(model_file: Path) -> None:
 def test_spam_category_suppresses_acknowledgement(model_file: Path, tmp_path: Path) -> None:
     c = Classifier(rules_dir=None, model_path=model_file, min_confidence=0.5)
     r = run(c, "恭喜您中獎了", "恭喜中獎，點擊連結領取免費 iPhone")
-    assert r.category == "spam" and r.source == "model" and r.spam is True and r.acknowledge is False
+    assert r.category == "spam" and r.source == "model"
+    if (r.confidence or 0) >= SPAM_CONFIDENCE:  # only a very confident model may withhold the acknowledgement
+        assert r.spam is True and r.acknowledge is False
+    else:
+        assert r.spam is False and r.acknowledge is True and "possible-spam" in r.tags
     # and a rule that only sets spam = true without a category
     rules = write_rules(tmp_path / "rules", """\
         [[rule]]
@@ -788,3 +792,14 @@ def test_cli_eval_file_without_labels(cli: CliRunner, tmp_path: Path, model_file
     result = cli.invoke(main, ["eval", str(path)])
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("confidence, withheld", [(0.6, False), (0.89, False), (0.95, True)])
+def test_only_a_very_confident_spam_guess_withholds_the_acknowledgement(confidence: float, withheld: bool) -> None:
+    c = Classifier(rules_dir=None, model_path=None, min_confidence=0.3)
+    facts = facts_from(from_addr="a@b.example", to=(), cc=(), subject="Partnership", body="Visit our site",
+                       language="en", attachments=(), mailbox=(), headers=())
+    r = c.decide(subject="Partnership", body="Visit our site", facts=facts, sender="a@b.example", language="en",
+                 guess=("spam", confidence))
+    assert r.category == "spam" and r.spam is withheld and r.acknowledge is (not withheld)
+    assert ("possible-spam" in r.tags) is (not withheld)

@@ -173,9 +173,6 @@ def test_database_locked_for_a_while_loses_nothing(chaos: Any, mailenv: Any) -> 
                                     "seconds": round(time.monotonic() - started, 1)})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: send.py Sender._sent: when mark_sent fails (database locked longer "
-                                       "than busy_timeout) after the SMTP server's 250, the row stays pending and "
-                                       "the mail is sent again")
 def test_database_locked_longer_than_the_busy_timeout_sends_nothing_twice(chaos: Any, mailenv: Any) -> None:
     started = time.monotonic()
     result = hold_lock(chaos, mailenv, seconds=35)  # busy_timeout is 30 s
