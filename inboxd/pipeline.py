@@ -43,6 +43,7 @@ from inboxd.route import RouteContext
 from inboxd.rules import facts_from
 from inboxd.store import RawRow, Store, iso, utcnow
 from inboxd.thread import find_ticket, subject_tags
+from inboxd.train import example_text
 
 logger = logging.getLogger("inboxd.pipeline")
 
@@ -57,6 +58,8 @@ class Pipeline:
         self.routing = routing
         self.clock = clock
         self.agent_replies = AgentReplies(settings, store, routing)
+        self._parsed: dict[int, ParsedMessage] = {}
+        self._guesses: dict[int, tuple[str, float] | None] = {}
 
     def process_pending(self, on_batch: Callable[[], None] = lambda: None) -> int:
         """Process every stored message still waiting; returns how many were handled.
@@ -65,6 +68,7 @@ class Pipeline:
         """
         done = last_id = 0
         while rows := self.store.pending_raw(after_id=last_id):
+            self._prepare(rows)
             for row in rows:
                 self.process(row)
                 last_id = row.id
@@ -72,10 +76,17 @@ class Pipeline:
             on_batch()
         return done
 
+    def _prepare(self, rows: list[RawRow]) -> None:
+        """Parse a batch and ask the model about all of it at once (one call costs ~1.5 ms, a
+        batched text ~0.2 ms); ``process`` picks the results up."""
+        self._parsed = {row.id: self._parse(row) for row in rows}
+        texts = [example_text(p.subject, p.text) for p in self._parsed.values()]
+        self._guesses = dict(zip(self._parsed, self.classifier.guesses(texts)))
+
     def process(self, row: RawRow) -> None:
         now = self.clock()
         try:
-            parsed = self._parse(row)
+            parsed = self._parsed.pop(row.id, None) or self._parse(row)
             outcome = self._apply(row, parsed, now)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):  # another process holds the database: next round
@@ -191,8 +202,13 @@ class Pipeline:
                            attachments=[(a.filename, a.content_type) for a in parsed.attachments],
                            headers=parsed.headers)
         unanswered = 1 + (self._unanswered(ticket_id) if ticket_id else 0)
-        verdict = self.classifier.classify(subject=parsed.subject, body=parsed.text, facts=facts,
-                                           sender=parsed.from_addr, language=language, unanswered=unanswered)
+        if row.id in self._guesses:
+            verdict = self.classifier.decide(subject=parsed.subject, body=parsed.text, facts=facts,
+                                             sender=parsed.from_addr, language=language, unanswered=unanswered,
+                                             guess=self._guesses.pop(row.id))
+        else:
+            verdict = self.classifier.classify(subject=parsed.subject, body=parsed.text, facts=facts,
+                                               sender=parsed.from_addr, language=language, unanswered=unanswered)
         reason = no_ack_reason(parsed, self.settings.support.own_addresses)
         if reason is not None:  # machine-sent mail: its wording says nothing about urgency
             tags = tuple(t for t in verdict.tags if t not in ("urgent", "angry")) + ("auto-reply",)

@@ -101,8 +101,8 @@ def pause(store: Store, settings: Settings, ticket_id: str, now: datetime) -> No
 def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
     for timer in timers(store, ticket_id, ("paused",)):
         due = _calendar(settings, timer).add_time(now, timedelta(minutes=timer.remaining_minutes or 0))
-        store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=? WHERE id=?",
-                           (iso(due), timer.id))
+        store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=?, "
+                           "next_alert_at=NULL WHERE id=?", (iso(due), timer.id))  # the watch places its alerts anew
 
 
 def change_status(store: Store, settings: Settings, ticket_id: str, status: str, now: datetime, *,

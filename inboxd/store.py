@@ -103,6 +103,9 @@ CREATE TABLE sla_alerts (
     at TEXT NOT NULL, recipients TEXT NOT NULL, sent INTEGER NOT NULL, UNIQUE (timer_id, level));
 """, """
 ALTER TABLE sla_timers ADD COLUMN met INTEGER;
+""", """
+ALTER TABLE sla_timers ADD COLUMN next_alert_at TEXT;
+CREATE INDEX sla_timers_next_alert ON sla_timers (state, next_alert_at);
 """)
 
 TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")

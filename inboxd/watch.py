@@ -25,6 +25,7 @@ from inboxd.sla import Timer
 from inboxd.store import Store, iso
 
 logger = logging.getLogger("inboxd.watch")
+NEVER = "9999-12-31T00:00:00+00:00"  # next_alert_at of a clock whose alerts have all gone out
 LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 
@@ -68,10 +69,27 @@ def _before(calendar: BusinessCalendar, due: datetime, minutes: float) -> dateti
 class Watch:
     def __init__(self, settings: Settings, store: Store, routing: Routing) -> None:
         self.settings, self.store, self.routing = settings, store, routing
+        self._forget_placements_if_settings_changed()
+
+    def _forget_placements_if_settings_changed(self) -> None:
+        """Alert times were placed with the warning and escalation settings of their day."""
+        sla = self.settings.sla
+        digest = repr((sla.warn_at, [(d.minutes, d.days, role) for d, role in sla.escalation],
+                       sorted((n, repr(sorted(c.weekly.items())), sorted(c.holidays))
+                              for n, c in self.settings.calendars.items())))
+        with self.store.tx():
+            rows = self.store.query("SELECT value FROM meta WHERE key='sla_levels'")
+            if rows and rows[0]["value"] == digest:
+                return
+            self.store.conn.execute("UPDATE sla_timers SET next_alert_at=NULL WHERE state='running'")
+            self.store.conn.execute("INSERT INTO meta (key, value) VALUES ('sla_levels', ?) ON CONFLICT (key) "
+                                    "DO UPDATE SET value=excluded.value", (digest,))
 
     def check(self, now: datetime) -> int:
         """Queue every alert whose time has come; returns how many were queued."""
-        rows = self.store.query("SELECT * FROM sla_timers WHERE state='running' ORDER BY due_at")
+        # Only clocks with an alert due (or never placed): placing alert times costs calendar arithmetic.
+        rows = self.store.query("SELECT * FROM sla_timers WHERE state='running' AND (next_alert_at IS NULL OR "
+                                "next_alert_at<=?) ORDER BY due_at", (iso(now),))
         queued = 0
         for timer in map(Timer.from_row, rows):
             if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
@@ -84,12 +102,14 @@ class Watch:
     def _check_timer(self, timer: Timer, now: datetime) -> int:
         store = self.store
         done = {r["level"] for r in store.query("SELECT level FROM sla_alerts WHERE timer_id=?", (timer.id,))}
-        passed = [lv for lv in levels(self.settings, timer) if lv.at <= now and lv.name not in done]
-        if not passed:
-            return 0
+        pending = [lv for lv in levels(self.settings, timer) if lv.name not in done]
+        passed = [lv for lv in pending if lv.at <= now]
+        upcoming = min((lv.at for lv in pending if lv.at > now), default=None)
+        next_alert = iso(upcoming) if upcoming else NEVER
         warnings = [lv for lv in passed if not lv.name.startswith("escalate")]
         send = ([warnings[-1]] if warnings else []) + [lv for lv in passed if lv.name.startswith("escalate")]
         with store.tx():
+            store.conn.execute("UPDATE sla_timers SET next_alert_at=? WHERE id=?", (next_alert, timer.id))
             for level in warnings[:-1]:  # passed while inboxd was down, outranked by a later level
                 store.conn.execute("INSERT OR IGNORE INTO sla_alerts (ticket_id, timer_id, level, at, recipients, "
                                    "sent) VALUES (?,?,?,?,'[]',0)", (timer.ticket_id, timer.id, level.name, iso(now)))

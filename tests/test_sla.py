@@ -1138,3 +1138,16 @@ def test_sla_at_risk_with_nothing_at_risk(settings: Settings, store: Store, monk
     opened(store, settings)
     assert cli(settings, monkeypatch, TUE_10, "at-risk").output == "Nothing at risk.\n"
     assert json.loads(cli(settings, monkeypatch, TUE_10, "at-risk", "--json").output) == []
+
+
+def test_alert_times_are_placed_once_and_replaced_when_the_settings_change(settings: Settings, store: Store,
+                                                                           tmp_path: Path) -> None:
+    opened(store, settings)
+    assert check(settings, store, tp(2026, 11, 24, 10, 5)) == 0
+    placed = {r["kind"]: r["next_alert_at"] for r in store.query("SELECT kind, next_alert_at FROM sla_timers")}
+    assert seconds(datetime.fromisoformat(placed["first_response"])) == tp(2026, 11, 24, 13)  # warn-75 of 10-14
+    (tmp_path / "other").mkdir()
+    changed = make_settings(tmp_path / "other", calendars=CALENDARS, sla_text=SLA.replace("[0.75, 0.9]", "[0.5]")
+                            .replace("{webhook}", ""))
+    Watch(changed, store, Routing(changed))  # a restart with other warning settings forgets the placements
+    assert {r["next_alert_at"] for r in store.query("SELECT next_alert_at FROM sla_timers")} == {None}
