@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ def main(ctx: click.Context, config: Path) -> None:
 @click.pass_context
 def run(ctx: click.Context, once: bool) -> None:
     """Watch the support mailbox and answer new mail (stop with Ctrl-C or SIGTERM)."""
+    if not once:  # a stop request while starting up (loading the model) is a clean stop too
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     daemon = Daemon(_settings(ctx))
     try:
         if once:

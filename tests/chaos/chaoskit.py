@@ -148,6 +148,12 @@ class DaemonProcess:
                 self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def wait_started(self, timeout: float = 30) -> None:
+        """Until this start has logged ``daemon_started`` (imports and the model are loaded)."""
+        marker = f"=== start {self.starts} ==="
+        wait_until(lambda: "daemon_started" in self.log_text().rpartition(marker)[2], timeout,
+                   f"start {self.starts} to come up", on_timeout=self.log_tail)
+
     def stop(self, timeout: float = 40) -> int | None:
         """SIGTERM and wait: the clean stop systemd does."""
         if self.process is None:

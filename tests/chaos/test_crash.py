@@ -197,6 +197,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_acknowledges_once(chaos: An
         assert feeder.error is None, f"the mail stream failed: {feeder.error!r}"
     chaos_seconds = time.monotonic() - started
     chaos.daemon.start()  # and now let it finish
+    chaos.daemon.wait_started()  # a clean stop below means a stop of a running daemon
     feeder.join(timeout=90)
     assert not feeder.is_alive() and feeder.error is None, f"the mail stream failed: {feeder.error!r}"
     chaos.wait_drained(timeout=90)
