@@ -8,61 +8,48 @@ used by the pipeline for new tickets and follow-ups and by agent commands.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from inboxd.acknowledge import OutgoingMail
 from inboxd.agents import AssignmentHistory, Choice, Directory, choose, load_directory
 from inboxd.businesstime import Duration
 from inboxd.config import Settings
-from inboxd.log import log
 from inboxd.notify import build_notification, build_queue_alert
 from inboxd.route import Route, RouteContext, RouteDecision, load_routes, route
 from inboxd.store import Store, iso
-from inboxd.tomlfile import FileProblems
-
-logger = logging.getLogger("inboxd.assign")
-
+from inboxd.tomlfile import LastGood
 
 class Routing:
     """The agent directory and routes in force, reloaded when their files change."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.directory = Directory({}, {})
-        self.routes: tuple[Route, ...] = ()
-        self.errors: list[str] = []
-        self._seen: tuple[tuple[str, int | None], ...] = ()
-        self.reload()
+        files = (settings.routing.agents_file, settings.routing.routes_file)
+        self._files: LastGood[tuple[Directory, tuple[Route, ...]]] = LastGood(
+            "routing", lambda: files, self._load, (Directory({}, {}), ()))
 
-    def _files(self) -> tuple[Path, Path]:
-        return self.settings.routing.agents_file, self.settings.routing.routes_file
+    def _load(self) -> tuple[Directory, tuple[Route, ...]]:
+        directory = load_directory(self.settings.routing.agents_file, self.settings.support.timezone)
+        return directory, load_routes(self.settings.routing.routes_file, directory, set(self.settings.sla_policies))
 
-    def _state(self) -> tuple[tuple[str, int | None], ...]:
-        return tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) for p in self._files())
+    @property
+    def directory(self) -> Directory:
+        return self._files.value[0]
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return self._files.value[1]
+
+    @property
+    def errors(self) -> list[str]:
+        return self._files.errors
 
     def reload(self) -> bool:
-        """Load both files; on any mistake keep what was in force and log each ``file:line``."""
-        self._seen = self._state()
-        agents_file, routes_file = self._files()
-        try:
-            directory = load_directory(agents_file, self.settings.support.timezone)
-            routes = load_routes(routes_file, directory, set(self.settings.sla_policies))
-        except FileProblems as exc:
-            self.errors = exc.problems
-            for problem in exc.problems:
-                log(logger, logging.ERROR, "routing_invalid", problem=problem,
-                    note=f"keeping the last good routing ({len(self.routes)} routes)")
-            return False
-        self.errors, self.directory, self.routes = [], directory, routes
-        log(logger, logging.INFO, "routing_loaded", routes=len(routes), agents=len(directory.agents),
-            teams=len(directory.teams))
-        return True
+        return self._files.reload()
 
     def reload_if_changed(self) -> bool:
-        return self.reload() if self._state() != self._seen else False
+        return self._files.reload_if_changed()
 
 
 @dataclass(frozen=True)

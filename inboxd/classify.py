@@ -15,7 +15,8 @@ from pathlib import Path
 
 from inboxd.log import log
 from inboxd.mood import assess
-from inboxd.rules import MailFacts, RuleError, RuleSet, apply_rules, load_rules
+from inboxd.rules import MailFacts, RuleSet, apply_rules, load_rules
+from inboxd.tomlfile import LastGood
 from inboxd.train import ModelError, TrainedModel, example_text, load
 
 logger = logging.getLogger("inboxd.classify")
@@ -46,11 +47,10 @@ class Classifier:
                  vip: frozenset[str] = frozenset()) -> None:
         self.rules_dir, self.model_path = rules_dir, model_path
         self.min_confidence, self.vip = min_confidence, vip
-        self.ruleset = RuleSet()
         self.model: TrainedModel | None = None
-        self.rule_errors: list[str] = []
-        self.rules_mtime: tuple[tuple[str, float], ...] = ()
-        self.reload_rules()
+        self._rules: LastGood[RuleSet] = LastGood(
+            "rules", lambda: sorted(rules_dir.glob("*.toml")) if rules_dir and rules_dir.is_dir() else [],
+            lambda: load_rules(rules_dir) if rules_dir is not None else RuleSet(), RuleSet())
         self.reload_model()
 
     def reload_model(self) -> None:
@@ -67,33 +67,20 @@ class Classifier:
     def swap_model(self, model: TrainedModel) -> None:
         self.model = model
 
-    def _rule_files_state(self) -> tuple[tuple[str, float], ...]:
-        if self.rules_dir is None or not self.rules_dir.is_dir():
-            return ()
-        return tuple((str(p), p.stat().st_mtime) for p in sorted(self.rules_dir.glob("*.toml")))
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._rules.value
+
+    @property
+    def rule_errors(self) -> list[str]:
+        return self._rules.errors
 
     def reload_rules(self) -> bool:
         """Load the rule files again; on any error keep the last good set. True when replaced."""
-        if self.rules_dir is None:
-            return False
-        self.rules_mtime = self._rule_files_state()
-        try:
-            ruleset = load_rules(self.rules_dir)
-        except RuleError as exc:
-            self.rule_errors = exc.problems
-            for problem in exc.problems:
-                log(logger, logging.ERROR, "rules_invalid", problem=problem,
-                    note=f"keeping the last good rules ({len(self.ruleset.rules)} rules)")
-            return False
-        self.rule_errors = []
-        self.ruleset = ruleset
-        log(logger, logging.INFO, "rules_loaded", rules=len(ruleset.rules), sha256=ruleset.sha256[:12])
-        return True
+        return self._rules.reload()
 
     def reload_rules_if_changed(self) -> bool:
-        if self._rule_files_state() != self.rules_mtime:
-            return self.reload_rules()
-        return False
+        return self._rules.reload_if_changed()
 
     def guesses(self, texts: list[str]) -> list[tuple[str, float] | None]:
         """The model's (category, probability) for many texts at once: batching is much faster."""

@@ -8,10 +8,17 @@ lets every message start with ``file:line:``.
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from inboxd.log import log
+
+logger = logging.getLogger("inboxd.reload")
+T = TypeVar("T")
 
 
 class FileProblems(Exception):
@@ -90,3 +97,40 @@ def locate(path: Path, text: str, table: str, index: int, key: str | None = None
             if found:
                 return f"{path}:{number}"
     return f"{path}:{start}"
+
+
+class LastGood(Generic[T]):
+    """What admin files say, reloaded when they change; a broken edit keeps the last good value.
+
+    ``files`` lists the files to watch (their modification times are compared);
+    ``load`` reads them and raises FileProblems. Each problem is logged as
+    ``file:line: message`` and kept in ``errors`` for the commands that check files.
+    """
+
+    def __init__(self, name: str, files: Callable[[], Iterable[Path]], load: Callable[[], T], empty: T) -> None:
+        self.name, self.files, self.load = name, files, load
+        self.value: T = empty
+        self.errors: list[str] = []
+        self._seen: tuple[tuple[str, int | None], ...] = ()
+        self.reload()
+
+    def _state(self) -> tuple[tuple[str, int | None], ...]:
+        return tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) for p in self.files())
+
+    def reload(self) -> bool:
+        """Load again; True when the new value is in force."""
+        self._seen = self._state()
+        try:
+            value = self.load()
+        except FileProblems as exc:
+            self.errors = exc.problems
+            for problem in exc.problems:
+                log(logger, logging.ERROR, f"{self.name}_invalid", problem=problem,
+                    note="keeping the last good version")
+            return False
+        self.errors, self.value = [], value
+        log(logger, logging.INFO, f"{self.name}_loaded")
+        return True
+
+    def reload_if_changed(self) -> bool:
+        return self.reload() if self._state() != self._seen else False
