@@ -45,11 +45,7 @@ class ImapSettings:
     poll_interval: float
     verify_tls: bool
     max_message_size: int
-    account: str
-
-    @property
-    def checkpoint_key(self) -> str:
-        return self.account
+    account: str  # the key of this mailbox's checkpoints: "user@host"
 
 
 @dataclass(frozen=True)
