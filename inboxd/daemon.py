@@ -208,6 +208,9 @@ class Daemon:
         def on_stored() -> None:
             loop.call_soon_threadsafe(process_wake.set)
 
+        def on_batch() -> None:
+            loop.call_soon_threadsafe(send_wake.set)
+
         fetch_stores = [Store(self.settings.database) for _ in self.sources]
         flag_wakes = [threading.Event() for _ in self.sources]  # one each: a thread clears only its own
         threads = [threading.Thread(target=self._fetcher(source, folder, fetch_store, on_stored).run,
@@ -225,8 +228,7 @@ class Daemon:
                 await _wait(process_wake, RESCAN_SECONDS)
                 process_wake.clear()
                 try:
-                    if await asyncio.to_thread(pipeline.process_pending,
-                                               lambda: loop.call_soon_threadsafe(send_wake.set)):
+                    if await asyncio.to_thread(pipeline.process_pending, on_batch):
                         for wake in flag_wakes:
                             wake.set()
                         send_wake.set()

@@ -256,7 +256,8 @@ class Fetcher:
         sizes = dict(pending)
         stored = 0
         while pending:
-            batch, total = [], 0
+            batch: list[int] = []
+            total = 0
             while pending and (not batch or total + min(pending[0][1], self.max_size) <= BATCH_BYTES):
                 uid, size = pending.pop(0)
                 batch.append(uid)
