@@ -263,16 +263,17 @@ class Fetcher:
                 batch.append(uid)
                 total += min(size, self.max_size)
             fetched = self.source.fetch(batch, self.max_size, sizes)
-            for uid in batch:
-                item = fetched.get(uid)
-                if item is None:  # expunged by someone between SEARCH and FETCH
-                    continue
-                self.store.store_raw(self.account, self.folder, uidvalidity, uid, item.raw, size=item.size,
-                                     truncated=item.truncated, omitted=item.omitted, now=self.clock())
-                stored += 1
-                if item.truncated:
-                    log(logger, logging.WARNING, "message_oversized", uid=uid, size=item.size,
-                        limit=self.max_size, note="stored without its attachments")
+            with self.store.tx():  # one durable commit per fetched batch, checkpoint included
+                for uid in batch:
+                    item = fetched.get(uid)
+                    if item is None:  # expunged by someone between SEARCH and FETCH
+                        continue
+                    self.store.store_raw(self.account, self.folder, uidvalidity, uid, item.raw, size=item.size,
+                                         truncated=item.truncated, omitted=item.omitted, now=self.clock())
+                    stored += 1
+                    if item.truncated:
+                        log(logger, logging.WARNING, "message_oversized", uid=uid, size=item.size,
+                            limit=self.max_size, note="stored without its attachments")
             self.on_stored()
         if not stored:
             self.store.set_checkpoint(self.account, self.folder, uidvalidity, last_uid, self.clock())
