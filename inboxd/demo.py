@@ -142,14 +142,14 @@ def run_demo(keep: Path | None = None) -> None:
             save(train(examples), settings.classify.model)
         daemon = Daemon(settings, source=DirectoryMailbox(DEMO_MAILBOX), clock=lambda: DEMO_NOW)
         asyncio.run(daemon.run_once())
-        _report(Store(settings.database), capture.messages, settings.database)
+        _report(Store(settings.database), capture.messages, settings.database if keep else None)
     finally:
         controller.stop()
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _report(store: Store, sent: list[bytes], database: Path) -> None:
+def _report(store: Store, sent: list[bytes], database: Path | None) -> None:
     click.secho(f"inboxd demo: {len(DirectoryMailbox(DEMO_MAILBOX).files)} sample mails from {DEMO_MAILBOX}",
                 bold=True)
     click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
@@ -183,7 +183,11 @@ def _report(store: Store, sent: list[bytes], database: Path) -> None:
         for header in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
             click.echo(f"{header}: {msg[header]}")
         click.echo("\n" + _plain(msg))
-    click.echo(f"Database of this run: {database}")
+    if database is not None:
+        click.echo(f"Database of this run: {database} (look inside: inboxd --config "
+                   f"{database.parent / 'inboxd.toml'} tickets list)")
+    else:
+        click.echo("Keep this run's database and look inside with: inboxd demo --keep FOLDER")
 
 
 def _plain(msg: email.message.EmailMessage) -> str:
