@@ -34,7 +34,8 @@ timezone = "Asia/Taipei"
 """
 
 
-def write_config(tmp_path: Path, mailenv: Any, *, imap: str = "", support: str = "", extra: str = "") -> Path:
+def write_config(tmp_path: Path, mailenv: Any, *, imap: str = "", support: str = "", extra: str = "",
+                 poll_interval: float = 2, smtp_timeout: float = 5) -> Path:
     """An inboxd.toml pointing at the test Dovecot (user ``support``) and SMTP sink."""
     box = mailenv.dovecot.imap_config("support")
     smtp = mailenv.smtp.smtp_config()
@@ -45,14 +46,14 @@ port = {box['port']}
 tls = "none"
 username = "{box['username']}"
 password = "{box['password']}"
-poll_interval = 2
+poll_interval = {poll_interval}
 {imap}
 
 [smtp]
 host = "{smtp['host']}"
 port = {smtp['port']}
 tls = "none"
-timeout = 5
+timeout = {smtp_timeout}
 retry_delay = 1
 
 [support]

@@ -30,6 +30,8 @@ from typing import Any
 import psutil
 from imapclient import IMAPClient
 
+import helpers
+
 SUPPORT = "support@example.com"
 AGENT, AGENT2, LEAD = "agent@example.com", "agent2@example.com", "lead@example.com"
 # Dovecot users that act as customers, so some acknowledgements are also read back from real mailboxes.
@@ -76,33 +78,10 @@ def write_config(tmp_path: Path, mailenv: Any, *, smtp_timeout: float = 5, poll_
     rules.mkdir(exist_ok=True)
     (rules / "routing.toml").write_text(ROUTES, encoding="utf-8")
     (tmp_path / "agents.toml").write_text(AGENTS_TOML, encoding="utf-8")
-    box, smtp = mailenv.dovecot.imap_config("support"), mailenv.smtp.smtp_config()
-    text = f"""\
-[imap]
-host = "{box['host']}"
-port = {box['port']}
-tls = "none"
-username = "{box['username']}"
-password = "{box['password']}"
-poll_interval = {poll_interval}
-
-[smtp]
-host = "{smtp['host']}"
-port = {smtp['port']}
-tls = "none"
-timeout = {smtp_timeout}
-retry_delay = 1
-
-[support]
-address = "{SUPPORT}"
-name = "Example Support"
-timezone = "Asia/Taipei"
-first_response = "4h"
-ack_limit_per_hour = 10000
-
-[storage]
-database = "{tmp_path / 'inboxd.db'}"
-
+    return helpers.write_config(
+        tmp_path, mailenv, poll_interval=poll_interval, smtp_timeout=smtp_timeout,
+        support="ack_limit_per_hour = 10000",
+        extra=f"""
 [classify]
 rules_dir = "{rules}"
 model = "{tmp_path / 'no-model.joblib'}"
@@ -110,10 +89,7 @@ model = "{tmp_path / 'no-model.joblib'}"
 [routing]
 agents = "{tmp_path / 'agents.toml'}"
 reply_secret = "{SECRET}"
-"""
-    path = tmp_path / "inboxd.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+""")
 
 
 # --- the daemon as a process --------------------------------------------------------------------
