@@ -16,8 +16,9 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 stamp=".venv/.installed$1"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".$1"
+    # exact versions from the lock file, so a fresh clone tests what was tested
+    .venv/bin/python -m pip install -q -c requirements.lock -e ".$1"
     touch "$stamp"
 fi
