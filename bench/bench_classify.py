@@ -49,12 +49,12 @@ import label_maps
 import sklearn
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from inboxd.classify import Classifier
-from inboxd.cli_triage import BATCH
+from inboxd.triage.classify import Classifier
+from inboxd.cli.triage import BATCH
 from inboxd.config import offline_settings
-from inboxd.language import detect_language
-from inboxd.rules import facts_from
-from inboxd.train import (
+from inboxd.triage.language import detect_language
+from inboxd.triage.rules import facts_from
+from inboxd.triage.train import (
     BUNDLED_TRAINING,
     TrainedModel,
     bundled_examples,

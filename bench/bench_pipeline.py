@@ -398,7 +398,7 @@ def stage_seconds(events: list[dict[str, Any]], started_wall: float, ended_wall:
     """Stages of one `run --once` from its log (wall clock, ms resolution), in the order inboxd does
     them: start-up (interpreter, imports, configuration, rules), model load (scikit-learn import +
     joblib), IMAP connect + fetch + store of the whole backlog, processing, the SLA watch check
-    (inboxd.watch, no log line of its own) and SMTP connect, sending the whole outbox, then marking the fetched mail with IMAP keywords and logging out, exit."""
+    (inboxd.sla.watch, no log line of its own) and SMTP connect, sending the whole outbox, then marking the fetched mail with IMAP keywords and logging out, exit."""
     def stamp(e: dict[str, Any]) -> float:
         return datetime.fromisoformat(e["time"]).timestamp()
 
@@ -639,29 +639,29 @@ def pyspy_binary() -> str | None:
 # of that file. They nest (classify is inside process), so they are not to be summed.
 PROFILE_POINTS: list[tuple[str, str, str, tuple[str, str] | None]] = [
     ("imports (all)", "importlib._bootstrap>", "_find_and_load", None),
-    ("model load (joblib)", "inboxd/train.py", "load", None),
-    ("IMAP connect + fetch + store (Fetcher.sync)", "inboxd/fetch.py", "sync", None),
-    ("  IMAP FETCH (ImapSource.fetch)", "inboxd/fetch.py", "fetch", None),
-    ("processing (Pipeline.process)", "inboxd/pipeline.py", "process", None),
-    ("  parse_message", "inboxd/parse.py", "parse_message", None),
-    ("  identify (agent or customer)", "inboxd/identity.py", "identify", None),
-    ("  detect_language", "inboxd/language.py", "detect_language", None),
-    ("  find_ticket", "inboxd/thread.py", "find_ticket", None),
-    ("  Pipeline._classify", "inboxd/pipeline.py", "_classify", None),
-    ("    TrainedModel.predict", "inboxd/train.py", "predict", None),
-    ("  routing (assign.decide)", "inboxd/assign.py", "decide", None),
-    ("  Pipeline._acknowledge", "inboxd/pipeline.py", "_acknowledge", None),
-    ("    build_ack", "inboxd/acknowledge.py", "build_ack", None),
-    ("      Renderer.render (templates)", "inboxd/render.py", "render", None),
-    ("      compose (MIME)", "inboxd/compose.py", "compose", None),
-    ("  notify_owner", "inboxd/assign.py", "notify_owner", None),
-    ("  Store methods (SQLite) while processing", "inboxd/store.py", "*", ("inboxd/pipeline.py", "process")),
-    ("SLA watch (Watch.check)", "inboxd/watch.py", "check", None),
-    ("sending (Sender.send_due)", "inboxd/send.py", "send_due", None),
+    ("model load (joblib)", "inboxd/triage/train.py", "load", None),
+    ("IMAP connect + fetch + store (Fetcher.sync)", "inboxd/mail/fetch.py", "sync", None),
+    ("  IMAP FETCH (ImapSource.fetch)", "inboxd/mail/fetch.py", "fetch", None),
+    ("processing (Pipeline.process)", "inboxd/stages/intake.py", "process", None),
+    ("  parse_message", "inboxd/triage/parse.py", "parse_message", None),
+    ("  identify (agent or customer)", "inboxd/triage/identity.py", "identify", None),
+    ("  detect_language", "inboxd/triage/language.py", "detect_language", None),
+    ("  find_ticket", "inboxd/triage/thread.py", "find_ticket", None),
+    ("  Pipeline._classify", "inboxd/stages/intake.py", "_classify", None),
+    ("    TrainedModel.predict", "inboxd/triage/train.py", "predict", None),
+    ("  routing (assign.decide)", "inboxd/routing/assign.py", "decide", None),
+    ("  Pipeline._acknowledge", "inboxd/stages/intake.py", "_acknowledge", None),
+    ("    build_ack", "inboxd/reply/acknowledge.py", "build_ack", None),
+    ("      Renderer.render (templates)", "inboxd/reply/render.py", "render", None),
+    ("      compose (MIME)", "inboxd/mail/compose.py", "compose", None),
+    ("  notify_owner", "inboxd/routing/assign.py", "notify_owner", None),
+    ("  Store methods (SQLite) while processing", "inboxd/store/sqlite.py", "*", ("inboxd/stages/intake.py", "process")),
+    ("SLA watch (Watch.check)", "inboxd/sla/watch.py", "check", None),
+    ("sending (Sender.send_due)", "inboxd/mail/send.py", "send_due", None),
     ("  aiosmtplib sendmail", "aiosmtplib/smtp.py", "sendmail", None),
-    ("  Store.mark_sent", "inboxd/store.py", "mark_sent", None),
-    ("IMAP keywords (Fetcher.mark_processed)", "inboxd/fetch.py", "mark_processed", None),
-    ("all Store methods (SQLite), anywhere", "inboxd/store.py", "*", None),
+    ("  Store.mark_sent", "inboxd/store/sqlite.py", "mark_sent", None),
+    ("IMAP keywords (Fetcher.mark_processed)", "inboxd/mail/fetch.py", "mark_processed", None),
+    ("all Store methods (SQLite), anywhere", "inboxd/store/sqlite.py", "*", None),
     ("all JSON log lines (log)", "inboxd/log.py", "*", None),
 ]
 

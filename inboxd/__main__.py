@@ -1,5 +1,5 @@
 """``python -m inboxd`` runs the same command line as ``inboxd``."""
 
-from inboxd.cli import main
+from inboxd.cli.main import main
 
 main()

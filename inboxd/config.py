@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inboxd.businesstime import BusinessCalendar, Duration, parse_duration
-from inboxd.calendars import build_calendar
+from inboxd.sla.businesstime import BusinessCalendar, Duration, parse_duration
+from inboxd.sla.calendars import build_calendar
 
 SUPPORTED_LANGUAGES = ("en", "zh-Hant", "zh-Hans")
 TLS_MODES = ("ssl", "starttls", "none")
@@ -274,7 +274,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "webhook_url": Key(str, ""),
         "check_seconds": Key((int, float), 30, _positive),
     },
-    "calendars": {},  # [calendars.NAME] tables, checked by inboxd.calendars
+    "calendars": {},  # [calendars.NAME] tables, checked by inboxd.sla.calendars
     "logging": {
         "level": Key(str, "info", _choice("debug", "info", "warning", "error")),
         "format": Key(str, "text", _choice("text", "json")),

@@ -26,17 +26,17 @@ from typing import IO, Iterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from inboxd.assign import Routing
-from inboxd.classify import Classifier
+from inboxd.routing.assign import Routing
+from inboxd.triage.classify import Classifier
 from inboxd.config import Settings
-from inboxd.fetch import Fetcher, ImapSource, MailSource
+from inboxd.mail.fetch import Fetcher, ImapSource, MailSource
 from inboxd.log import log
-from inboxd.pipeline import Pipeline
-from inboxd.render import BUNDLED_TEMPLATES, Renderer
-from inboxd.send import Sender
-from inboxd.store import Store, utcnow
-from inboxd.train import Example, bundled_examples, retrain, save
-from inboxd.watch import Watch
+from inboxd.stages.intake import Pipeline
+from inboxd.reply.render import BUNDLED_TEMPLATES, Renderer
+from inboxd.mail.send import Sender
+from inboxd.store.sqlite import Store, utcnow
+from inboxd.triage.train import Example, bundled_examples, retrain, save
+from inboxd.sla.watch import Watch
 
 logger = logging.getLogger("inboxd.daemon")
 RESCAN_SECONDS = 30.0

@@ -13,7 +13,7 @@ from typing import Any
 
 from inboxd.config import Settings, load_settings
 from inboxd.daemon import Daemon
-from inboxd.store import Store
+from inboxd.store.sqlite import Store
 
 SUPPORT = "support@example.com"
 CUSTOMER = "customer@example.com"

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.agents import Agent, Directory
-from inboxd.businesstime import BusinessCalendar
-from inboxd.commands import Command, parse_commands
-from inboxd.identity import AgentMail, Forged, identify
-from inboxd.notify import parse_reply_address, reply_address, reply_token
-from inboxd.parse import parse_message
-from inboxd.quotes import reply_text
-from inboxd.relay import attachments_of
-from inboxd.rules import CATEGORIES, PRIORITIES
+from inboxd.routing.agents import Agent, Directory
+from inboxd.sla.businesstime import BusinessCalendar
+from inboxd.triage.commands import Command, parse_commands
+from inboxd.triage.identity import AgentMail, Forged, identify
+from inboxd.reply.notify import parse_reply_address, reply_address, reply_token
+from inboxd.triage.parse import parse_message
+from inboxd.triage.quotes import reply_text
+from inboxd.stages.agent_reply import attachments_of
+from inboxd.triage.rules import CATEGORIES, PRIORITIES
 
 SUPPORT = "support@example.com"
 SECRET = "test-secret"
@@ -469,6 +469,6 @@ TALON = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "talon-repli
 @pytest.mark.parametrize("name", sorted(p.name for p in TALON.glob("*.eml")) if TALON.is_dir() else [])
 def test_replies_from_real_mail_clients_keep_only_the_answer(name: str) -> None:
     """Each client's reply in talon's fixtures says 'Hello' above (or below) the quote."""
-    from inboxd.parse import parse_message
+    from inboxd.triage.parse import parse_message
 
     assert reply_text(parse_message((TALON / name).read_bytes()).text) == "Hello"

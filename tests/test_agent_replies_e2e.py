@@ -16,8 +16,8 @@ import pytest
 
 from helpers import CUSTOMER, SUPPORT, mail, parse, run_once, tickets, write_config
 from inboxd.config import Settings, load_settings
-from inboxd.notify import reply_address, reply_token
-from inboxd.store import Store
+from inboxd.reply.notify import reply_address, reply_token
+from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inboxd.businesstime import (
+from inboxd.sla.businesstime import (
     BusinessCalendar,
     Duration,
     format_due,

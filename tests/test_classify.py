@@ -18,15 +18,15 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL_CONFIG
 
-from inboxd.classify import SPAM_CONFIDENCE, NEEDS_TRIAGE, Classifier
-from inboxd.cli import main
+from inboxd.triage.classify import SPAM_CONFIDENCE, NEEDS_TRIAGE, Classifier
+from inboxd.cli.main import main
 from inboxd.config import load_settings
 from inboxd.daemon import Daemon
-from inboxd.language import detect_language
-from inboxd.mood import assess
-from inboxd.rules import CATEGORIES, facts_from
-from inboxd.store import Store
-from inboxd.train import (
+from inboxd.triage.language import detect_language
+from inboxd.triage.mood import assess
+from inboxd.triage.rules import CATEGORIES, facts_from
+from inboxd.store.sqlite import Store
+from inboxd.triage.train import (
     Example,
     ModelError,
     TrainedModel,

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL_CONFIG
 
-from inboxd.cli import main
+from inboxd.cli.main import main
 from inboxd.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.models import ParsedMessage
-from inboxd.parse import parse_message
+from inboxd.model import ParsedMessage
+from inboxd.triage.parse import parse_message
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 MAIL_FOLDERS = (

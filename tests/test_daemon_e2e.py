@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import CUSTOMER, SUPPORT, events, mail, parse, run_once, settings_for, tickets
-from inboxd.cli import main
-from inboxd.store import Store
+from inboxd.cli.main import main
+from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from inboxd.cli import main
+from inboxd.cli.main import main
 from inboxd.config import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]

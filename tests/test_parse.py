@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inboxd.charsets import codec_chain, decode_bytes
-from inboxd.models import ParsedMessage
-from inboxd.parse import MAX_HEADERS, parse_message
+from inboxd.triage.charsets import codec_chain, decode_bytes
+from inboxd.model import ParsedMessage
+from inboxd.triage.parse import MAX_HEADERS, parse_message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mail"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.eml"))

@@ -15,12 +15,12 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL_CONFIG
 
-from inboxd.agents import Agent, Directory, Team, choose, load_directory
-from inboxd.assign import Routing, decide
-from inboxd.businesstime import BusinessCalendar
-from inboxd.cli import main
+from inboxd.routing.agents import Agent, Directory, Team, choose, load_directory
+from inboxd.routing.assign import Routing, decide
+from inboxd.sla.businesstime import BusinessCalendar
+from inboxd.cli.main import main
 from inboxd.config import Settings, load_settings
-from inboxd.route import RouteContext, load_routes, route
+from inboxd.routing.route import RouteContext, load_routes, route
 from inboxd.tomlfile import FileProblems
 
 FIXTURES = Path(__file__).parent / "fixtures" / "routing"

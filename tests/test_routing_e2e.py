@@ -20,10 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import CUSTOMER, SUPPORT, mail, parse, run_once, tickets, write_config
-from inboxd.cli import main
+from inboxd.cli.main import main
 from inboxd.config import Settings, load_settings
-from inboxd.notify import parse_reply_address, reply_token
-from inboxd.store import Store
+from inboxd.reply.notify import parse_reply_address, reply_token
+from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.integration
 
@@ -287,7 +287,7 @@ class DaemonLog:
     """
 
     LAUNCH = ("import sys, inboxd.daemon; inboxd.daemon.RULES_CHECK_SECONDS = 0.25; "
-              "from inboxd.cli import main; sys.argv[0] = 'inboxd'; main()")
+              "from inboxd.cli.main import main; sys.argv[0] = 'inboxd'; main()")
 
     def __init__(self, config: Path) -> None:
         self.process = subprocess.Popen([sys.executable, "-c", self.LAUNCH, "--config", str(config), "run"],

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import MINIMAL_CONFIG
 
-from inboxd.classify import Classifier
-from inboxd.cli import main
-from inboxd.rules import (
+from inboxd.triage.classify import Classifier
+from inboxd.cli.main import main
+from inboxd.triage.rules import (
     CATEGORIES,
     MailFacts,
     RuleError,

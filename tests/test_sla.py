@@ -21,16 +21,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from inboxd import sla
-from inboxd.assign import Routing
-from inboxd.businesstime import Duration
-from inboxd.calendars import holidays_from_ics
-from inboxd.cli import main
+from inboxd.sla import clocks as sla
+from inboxd.routing.assign import Routing
+from inboxd.sla.businesstime import Duration
+from inboxd.sla.calendars import holidays_from_ics
+from inboxd.cli.main import main
 from inboxd.config import ConfigError, Settings, load_settings
-from inboxd.send import Sender
-from inboxd.sla import Timer
-from inboxd.store import Store, iso
-from inboxd.watch import Watch, levels
+from inboxd.mail.send import Sender
+from inboxd.sla.clocks import Timer
+from inboxd.store.sqlite import Store, iso
+from inboxd.sla.watch import Watch, levels
 
 TAIPEI, NEW_YORK, LONDON = ZoneInfo("Asia/Taipei"), ZoneInfo("America/New_York"), ZoneInfo("Europe/London")
 AGENT, LEAD, MANAGER, CUSTOMER = "agent@example.com", "lead@example.com", "manager@example.com", "customer@example.com"
@@ -1018,7 +1018,7 @@ def test_webhook_nobody_listening_is_retried(tmp_path: Path, monkeypatch: pytest
 
 
 def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, now: datetime, *args: str) -> Any:
-    monkeypatch.setattr("inboxd.cli_sla.utcnow", lambda: now)
+    monkeypatch.setattr("inboxd.cli.sla.utcnow", lambda: now)
     return CliRunner().invoke(main, ["--config", str(settings.path), "sla", *args])
 
 
@@ -1112,7 +1112,7 @@ def test_sla_commands_need_a_database(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_sla_commands_report_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_config(tmp_path, extra='\n[sla.policies.vip]\nfirst_response = "soon"\n')
-    monkeypatch.setattr("inboxd.cli_sla.utcnow", lambda: TUE_10)
+    monkeypatch.setattr("inboxd.cli.sla.utcnow", lambda: TUE_10)
     result = CliRunner().invoke(main, ["--config", str(path), "sla", "at-risk"])
     assert result.exit_code == 2 and f"{path}:{line_of(path, 'soon')}:" in result.output
 

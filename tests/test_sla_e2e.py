@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 from helpers import SUPPORT, mail, parse, run_once, tickets, write_config
 
-from inboxd.cli import main
+from inboxd.cli.main import main
 from inboxd.config import Settings, load_settings
-from inboxd.store import Store
+from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +157,7 @@ def query(settings: Settings, sql: str, args: tuple[Any, ...] = ()) -> list[dict
 
 
 def sla_show(settings: Settings, monkeypatch: pytest.MonkeyPatch, now: datetime) -> dict[str, Any]:
-    monkeypatch.setattr("inboxd.cli_sla.utcnow", lambda: now)
+    monkeypatch.setattr("inboxd.cli.sla.utcnow", lambda: now)
     result = CliRunner().invoke(main, ["--config", str(settings.path), "sla", "show", "SUP-1", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)  # type: ignore[no-any-return]

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import run_once, settings_for
-from inboxd.cli import main
-from inboxd.train import bundled_examples, read_examples, save, train
+from inboxd.cli.main import main
+from inboxd.triage.train import bundled_examples, read_examples, save, train
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from inboxd.language import detect_language
-from inboxd.loops import no_ack_reason
-from inboxd.models import ParsedMessage
-from inboxd.thread import find_ticket, subject_tags
+from inboxd.triage.language import detect_language
+from inboxd.triage.loops import no_ack_reason
+from inboxd.model import ParsedMessage
+from inboxd.triage.thread import find_ticket, subject_tags
 
 OWN = frozenset({"support@example.com"})
 

@@ -38,8 +38,8 @@ from imapclient import IMAPClient
 from mailservers import LOOPBACK, free_port
 from test_parse import check_invariants  # the invariants every later stage relies on
 
-from inboxd.models import ParsedMessage
-from inboxd.parse import parse_message
+from inboxd.model import ParsedMessage
+from inboxd.triage.parse import parse_message
 
 MAIN = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

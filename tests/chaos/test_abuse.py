@@ -24,7 +24,7 @@ from hostile_helpers import SUPPORT, Mailbox, normal_mail, write_instance
 
 from inboxd.config import Settings, load_settings
 from inboxd.daemon import Daemon
-from inboxd.store import Store
+from inboxd.store.sqlite import Store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -37,8 +37,8 @@ from hostile_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inboxd.parse import MAX_HEADERS, parse_message
-from inboxd.store import Store
+from inboxd.triage.parse import MAX_HEADERS, parse_message
+from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.chaos
 

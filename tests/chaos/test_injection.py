@@ -41,9 +41,9 @@ from hostile_helpers import (
 )
 from mailservers import LOOPBACK, free_port
 
-from inboxd.parse import parse_message
-from inboxd.render import BUNDLED_TEMPLATES
-from inboxd.store import Store
+from inboxd.triage.parse import parse_message
+from inboxd.reply.render import BUNDLED_TEMPLATES
+from inboxd.store.sqlite import Store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

@@ -1,0 +1,1 @@
+"""The ``inboxd`` command and its subcommands."""

@@ -1,0 +1,1 @@
+"""What inboxd writes to people: the acknowledgement, agent notifications, and their templates."""

@@ -1,0 +1,1 @@
+"""Who answers a ticket: routes, the agent directory and the assignment decision."""

@@ -1,0 +1,142 @@
+"""SLA clocks: first response, next response and resolution, in business time.
+
+A clock starts with a due time from its policy's target and calendar. While the
+ticket is pending (waiting on the customer) the clock is paused: its remaining
+business minutes are kept and a new due time is computed when it resumes. An
+answer stops the response clocks; resolving stops them all. Status changes go
+through ``change_status`` so the clocks can never drift from the ticket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from inboxd.sla.businesstime import BusinessCalendar
+from inboxd.config import Settings
+from inboxd.store.sqlite import Store, iso
+
+KINDS = ("first_response", "next_response", "resolution")
+OPEN_STATES = ("running", "paused")
+
+
+@dataclass(frozen=True)
+class Timer:
+    id: int
+    ticket_id: str
+    kind: str
+    policy: str
+    calendar: str
+    state: str
+    started_at: datetime
+    due_at: datetime | None
+    total_minutes: float
+    remaining_minutes: float | None
+    stopped_at: datetime | None
+    met: bool | None = None  # set when stopped: was the target kept?
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Timer:
+        when = lambda key: datetime.fromisoformat(row[key]) if row[key] else None  # noqa: E731
+        return cls(row["id"], row["ticket_id"], row["kind"], row["policy"], row["calendar"], row["state"],
+                   datetime.fromisoformat(row["started_at"]), when("due_at"), row["total_minutes"],
+                   row["remaining_minutes"], when("stopped_at"), None if row.get("met") is None else bool(row["met"]))
+
+
+def _calendar(settings: Settings, timer_or_policy: Timer | str) -> BusinessCalendar:
+    name = timer_or_policy.calendar if isinstance(timer_or_policy, Timer) else \
+        settings.sla_policies[timer_or_policy].calendar
+    return settings.calendars.get(name, settings.calendars["support"])  # renamed since: the team's hours
+
+
+def timers(store: Store, ticket_id: str, states: tuple[str, ...] = OPEN_STATES) -> list[Timer]:
+    marks = ",".join("?" * len(states))
+    return [Timer.from_row(r) for r in store.query(
+        f"SELECT * FROM sla_timers WHERE ticket_id=? AND state IN ({marks}) ORDER BY id", (ticket_id, *states))]
+
+
+def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: datetime) -> datetime | None:
+    """Start a clock unless its policy has no target for the ticket's priority; returns its due time."""
+    ticket = store.ticket(ticket_id)
+    assert ticket is not None
+    policy_name = ticket["sla_policy"] if ticket["sla_policy"] in settings.sla_policies else settings.default_policy
+    policy = settings.sla_policies[policy_name]
+    target = policy.target(kind, ticket["priority"])
+    if target is None or any(t.kind == kind for t in timers(store, ticket_id)):
+        return None
+    calendar = settings.calendars[policy.calendar]
+    due = calendar.add(now, target)
+    total = calendar.business_minutes_between(now, due)
+    with store.tx():
+        store.conn.execute(
+            "INSERT INTO sla_timers (ticket_id, kind, policy, calendar, state, started_at, due_at, total_minutes) "
+            "VALUES (?,?,?,?,'running',?,?,?)", (ticket_id, kind, policy_name, policy.calendar, iso(now), iso(due),
+                                                  total))
+        store.log_event(ticket_id, "sla_started", now, timer=kind, policy=policy_name, due=iso(due))
+    return due
+
+
+def stop(store: Store, ticket_id: str, kinds: tuple[str, ...], now: datetime) -> None:
+    for timer in timers(store, ticket_id):
+        if timer.kind in kinds:
+            if timer.state == "paused":  # stopped while paused: met if time was left when it paused
+                met = (timer.remaining_minutes or 0) > 0
+            else:
+                met = timer.due_at is not None and now <= timer.due_at
+            with store.tx():
+                store.conn.execute("UPDATE sla_timers SET state='stopped', stopped_at=?, met=? WHERE id=?",
+                                   (iso(now), int(met), timer.id))
+                store.log_event(timer.ticket_id, "sla_met" if met else "sla_stopped_late", now, timer=timer.kind)
+
+
+def pause(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
+    for timer in timers(store, ticket_id, ("running",)):
+        assert timer.due_at is not None
+        remaining = _calendar(settings, timer).business_minutes_between(now, timer.due_at)
+        store.conn.execute("UPDATE sla_timers SET state='paused', remaining_minutes=? WHERE id=?",
+                           (remaining, timer.id))
+
+
+def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
+    for timer in timers(store, ticket_id, ("paused",)):
+        due = _calendar(settings, timer).add_time(now, timedelta(minutes=timer.remaining_minutes or 0))
+        store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=?, "
+                           "next_alert_at=NULL WHERE id=?", (iso(due), timer.id))  # the watch places its alerts anew
+
+
+def change_status(store: Store, settings: Settings, ticket_id: str, status: str, now: datetime, *,
+                  actor: str) -> str:
+    """Set a ticket's status and move its clocks with it; returns the previous status."""
+    ticket = store.ticket(ticket_id)
+    assert ticket is not None
+    previous = ticket["status"]
+    if previous == status:
+        return previous
+    with store.tx():
+        store.update_ticket(ticket_id, now, status=status)
+        store.log_event(ticket_id, f"status_{status}", now, actor=actor, previous=previous)
+        if status == "pending":
+            pause(store, settings, ticket_id, now)
+        elif status in ("resolved", "closed"):
+            stop(store, ticket_id, KINDS, now)
+        else:
+            resume(store, settings, ticket_id, now)
+            if previous in ("resolved", "closed"):  # reopened: the team owes an answer and a resolution
+                start(store, settings, ticket_id, "next_response", now)
+                start(store, settings, ticket_id, "resolution", now)
+    return previous
+
+
+def customer_wrote(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
+    """After the team's first answer, each new customer mail starts the next-response clock."""
+    ticket = store.ticket(ticket_id)
+    assert ticket is not None
+    if ticket["status"] in ("pending", "resolved", "closed"):
+        change_status(store, settings, ticket_id, "open", now, actor=ticket["requester"])
+    if ticket["first_response_at"]:
+        start(store, settings, ticket_id, "next_response", now)
+
+
+def team_answered(store: Store, ticket_id: str, now: datetime) -> None:
+    stop(store, ticket_id, ("first_response", "next_response"), now)

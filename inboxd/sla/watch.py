@@ -1,0 +1,178 @@
+"""SLA watch: warn before a clock runs out, alert when it does, escalate after.
+
+Levels per clock: a warning at each ``warn_at`` fraction of the target, a
+breach at the due time, then each escalation step a further business-time delay
+after the breach. Every level is recorded in ``sla_alerts`` in the same
+transaction that queues its mail, and a UNIQUE constraint makes a level fire at
+most once per clock, across restarts. After downtime, only the most severe of
+the warning/breach levels that passed is sent (the others are recorded as
+superseded), and every escalation step that passed is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from inboxd.routing.assign import Routing
+from inboxd.sla.businesstime import BusinessCalendar, format_due
+from inboxd.config import Settings
+from inboxd.log import log
+from inboxd.reply.notify import internal_mail
+from inboxd.sla.clocks import Timer
+from inboxd.store.sqlite import Store, iso
+
+logger = logging.getLogger("inboxd.watch")
+NEVER = "9999-12-31T00:00:00+00:00"  # next_alert_at of a clock whose alerts have all gone out
+LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str  # "warn-75", "breach", "escalate-1", ...
+    at: datetime
+    role: str  # who it goes to: "owner", "lead" or "manager"
+
+
+def levels(settings: Settings, timer: Timer) -> list[Level]:
+    """Every alert level of a running clock, in time order."""
+    assert timer.due_at is not None
+    calendar = settings.calendars[timer.calendar]
+    out = []
+    for fraction in settings.sla.warn_at:
+        # the moment the given share of the target is used: that much business time before the due time
+        left = round(timer.total_minutes * (1 - fraction), 6)  # 0.1 * 240 is 23.999999999999996
+        out.append(Level(f"warn-{round(fraction * 100)}", _before(calendar, timer.due_at, left), "owner"))
+    out.append(Level("breach", timer.due_at, "owner"))
+    for number, (delay, role) in enumerate(settings.sla.escalation, start=1):
+        out.append(Level(f"escalate-{number}", calendar.add(timer.due_at, delay), role))
+    return out
+
+
+def _before(calendar: BusinessCalendar, due: datetime, minutes: float) -> datetime:
+    """The instant ``minutes`` of business time before ``due``: step back a day at a time, then bisect."""
+    low = due - timedelta(days=1)
+    while calendar.business_minutes_between(low, due) <= minutes:  # strictly before: never inside a closed stretch
+        low -= timedelta(days=1)
+    high = due
+    while high - low > timedelta(microseconds=1):
+        middle = low + (high - low) / 2
+        if calendar.business_minutes_between(middle, due) > minutes:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+class Watch:
+    def __init__(self, settings: Settings, store: Store, routing: Routing) -> None:
+        self.settings, self.store, self.routing = settings, store, routing
+        self._forget_placements_if_settings_changed()
+
+    def _forget_placements_if_settings_changed(self) -> None:
+        """Alert times were placed with the warning and escalation settings of their day."""
+        sla = self.settings.sla
+        digest = repr((sla.warn_at, [(d.minutes, d.days, role) for d, role in sla.escalation],
+                       sorted((n, repr(sorted(c.weekly.items())), sorted(c.holidays))
+                              for n, c in self.settings.calendars.items())))
+        with self.store.tx():
+            rows = self.store.query("SELECT value FROM meta WHERE key='sla_levels'")
+            if rows and rows[0]["value"] == digest:
+                return
+            self.store.conn.execute("UPDATE sla_timers SET next_alert_at=NULL WHERE state='running'")
+            self.store.conn.execute("INSERT INTO meta (key, value) VALUES ('sla_levels', ?) ON CONFLICT (key) "
+                                    "DO UPDATE SET value=excluded.value", (digest,))
+
+    def check(self, now: datetime) -> int:
+        """Queue every alert whose time has come; returns how many were queued."""
+        # Only clocks with an alert due (or never placed): placing alert times costs calendar arithmetic.
+        rows = self.store.query("SELECT * FROM sla_timers WHERE state='running' AND (next_alert_at IS NULL OR "
+                                "next_alert_at<=?) ORDER BY due_at", (iso(now),))
+        queued = 0
+        for timer in map(Timer.from_row, rows):
+            if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
+                log(logger, logging.WARNING, "sla_calendar_missing", ticket=timer.ticket_id, calendar=timer.calendar,
+                    note="using the [support] calendar for this clock")
+                timer = replace(timer, calendar="support")
+            queued += self._check_timer(timer, now)
+        return queued
+
+    def _check_timer(self, timer: Timer, now: datetime) -> int:
+        store = self.store
+        done = {r["level"] for r in store.query("SELECT level FROM sla_alerts WHERE timer_id=?", (timer.id,))}
+        pending = [lv for lv in levels(self.settings, timer) if lv.name not in done]
+        passed = [lv for lv in pending if lv.at <= now]
+        upcoming = min((lv.at for lv in pending if lv.at > now), default=None)
+        next_alert = iso(upcoming) if upcoming else NEVER
+        warnings = [lv for lv in passed if not lv.name.startswith("escalate")]
+        send = ([warnings[-1]] if warnings else []) + [lv for lv in passed if lv.name.startswith("escalate")]
+        with store.tx():
+            store.conn.execute("UPDATE sla_timers SET next_alert_at=? WHERE id=?", (next_alert, timer.id))
+            for level in warnings[:-1]:  # passed while inboxd was down, outranked by a later level
+                store.conn.execute("INSERT OR IGNORE INTO sla_alerts (ticket_id, timer_id, level, at, recipients, "
+                                   "sent) VALUES (?,?,?,?,'[]',0)", (timer.ticket_id, timer.id, level.name, iso(now)))
+            for level in send:
+                self._alert(timer, level, now)
+        return len(send)
+
+    def _recipients(self, ticket: dict[str, object], role: str, now: datetime) -> list[str]:
+        """Who gets an alert; an owner off shift or away is replaced by the team lead on shift."""
+        directory = self.routing.directory
+        team = directory.teams.get(str(ticket["team"] or ""))
+        lead = team.lead if team else None
+        owner = str(ticket["owner"]) if ticket["owner"] else None
+        if role == "manager":
+            return [self.settings.sla.manager] if self.settings.sla.manager else []
+        if role == "lead":
+            return [lead] if lead else ([owner] if owner else [])
+        agent = directory.agents.get(owner or "")
+        if owner and (agent is None or agent.unavailable(now, 0) is None):
+            return [owner]
+        lead_agent = directory.agents.get(lead or "")
+        if lead and lead_agent is not None and lead_agent.unavailable(now, 0) is None:
+            return [lead]
+        return [owner] if owner else ([lead] if lead else [])
+
+    def _alert(self, timer: Timer, level: Level, now: datetime) -> None:
+        store, settings = self.store, self.settings
+        ticket = store.ticket(timer.ticket_id)
+        assert ticket is not None and timer.due_at is not None
+        recipients = self._recipients(ticket, level.role, now)
+        what = LABELS[timer.kind]
+        due_text = format_due(timer.due_at, settings.support.timezone, "en")
+        left = settings.calendars[timer.calendar].business_minutes_between(now, timer.due_at)
+        headline = {"warn": f"{what} due {due_text} ({_minutes(left)} of working time left)",
+                    "breach": f"{what} is overdue: it was due {due_text}",
+                    "escalate": f"{what} overdue since {due_text}, not yet handled"}[level.name.split("-")[0]]
+        subject = f"[{ticket['ticket_id']}] SLA {level.name.replace('-', ' ')}: {headline}"
+        body = "\n".join([headline[:1].upper() + headline[1:] + ".", "",
+                          f"Ticket:    {ticket['ticket_id']}  {ticket['subject']}",
+                          f"Customer:  {ticket['requester']}", f"Priority:  {ticket['priority']}",
+                          f"Owner:     {ticket['owner'] or '(nobody: on the team queue)'}",
+                          f"Team:      {ticket['team'] or '-'}", f"Policy:    {timer.policy}", ""])
+        if recipients:
+            mail = internal_mail(settings.support, to=recipients, subject=subject, body=body,
+                                 ticket_id=ticket["ticket_id"], now=now, kind="sla")
+            store.enqueue(ticket_id=ticket["ticket_id"], kind="sla_alert", message_id=mail.message_id,
+                          mail_from=mail.mail_from, recipients=recipients, raw=mail.raw, now=now)
+        if settings.sla.webhook_url:
+            payload = {"text": subject, "ticket": ticket["ticket_id"], "timer": timer.kind, "level": level.name,
+                       "due": iso(timer.due_at), "owner": ticket["owner"], "team": ticket["team"],
+                       "priority": ticket["priority"], "recipients": recipients}
+            store.enqueue(ticket_id=ticket["ticket_id"], kind="webhook",
+                          message_id=f"<webhook.{timer.id}.{level.name}@inboxd>", mail_from="",
+                          recipients=[settings.sla.webhook_url], raw=json.dumps(payload).encode(), now=now)
+        store.conn.execute("INSERT INTO sla_alerts (ticket_id, timer_id, level, at, recipients, sent) "
+                           "VALUES (?,?,?,?,?,1)", (ticket["ticket_id"], timer.id, level.name, iso(now),
+                                                    json.dumps(recipients)))
+        store.log_event(ticket["ticket_id"], "sla_alert", now, timer=timer.kind, level=level.name,
+                        recipients=recipients)
+        log(logger, logging.WARNING if level.name != "breach" else logging.ERROR, "sla_alert",
+            ticket=ticket["ticket_id"], timer=timer.kind, level=level.name, recipients=",".join(recipients) or "-")
+
+
+def _minutes(value: float) -> str:
+    total = max(0, int(round(value)))
+    return f"{total // 60}h {total % 60:02d}m" if total >= 60 else f"{total}m"

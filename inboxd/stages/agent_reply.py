@@ -1,0 +1,225 @@
+"""Relay: an agent's reply, received by mail, becomes the support team's answer.
+
+The agent answers the notification from their own mail client. What they wrote
+(quotes and signature removed, commands applied) is sent to the customer and the
+customer's cc from the support address, threaded under the customer's latest
+mail. Nothing else is sent: not the notification, not internal notes, not tags
+or priority, not other agents' addresses.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from inboxd.sla import clocks as sla
+from inboxd.reply.acknowledge import OutgoingMail
+from inboxd.routing.agents import Agent
+from inboxd.routing.assign import Routing, notify_owner
+from inboxd.triage.commands import HELP, Command, parse_commands
+from inboxd.mail.compose import address, compose
+from inboxd.config import Settings
+from inboxd.triage.identity import AgentMail
+from inboxd.log import log
+from inboxd.model import ParsedMessage
+from inboxd.reply.notify import internal_mail, parse_reply_address
+from inboxd.triage.quotes import reply_text
+from inboxd.reply.render import one_line
+from inboxd.store.sqlite import RawRow, Store, iso
+from inboxd.triage.thread import subject_tags
+
+logger = logging.getLogger("inboxd.relay")
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+STATUS_COMMANDS = {"close": "resolved", "pending": "pending", "open": "open"}
+
+
+@dataclass(frozen=True)
+class FileAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def attachments_of(raw: bytes) -> list[FileAttachment]:
+    """Files the agent attached (parts with a file name), up to a total size limit."""
+    found: list[FileAttachment] = []
+    total = 0
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    for part in msg.walk():
+        name = part.get_filename()
+        if part.is_multipart() or not name or part.get_content_type() == "message/rfc822":
+            continue
+        data = part.get_payload(decode=True) or b""
+        total += len(data)
+        if total > MAX_ATTACHMENT_BYTES:
+            break
+        found.append(FileAttachment(name, part.get_content_type(), data))
+    return found
+
+
+def build_reply(*, settings: Settings, agent: Agent, ticket: dict[str, Any], text: str, to: list[str],
+                cc: list[str], in_reply_to: str | None, references: list[str], files: list[FileAttachment],
+                now: datetime) -> OutgoingMail:
+    support = settings.support
+    ticket_id = ticket["ticket_id"]
+    subject = ticket["subject"] if f"[{ticket_id}]" in ticket["subject"] else f"[{ticket_id}] {ticket['subject']}"
+    subject = one_line(subject if subject.lower().startswith("re:") else f"Re: {subject}")
+    message_id = make_msgid(idstring=f"reply.{ticket_id}", domain=support.address.rpartition("@")[2])
+    headers = [("From", address(f"{agent.name} ({support.name})", support.address)), ("To", ", ".join(to))]
+    headers += [("Cc", ", ".join(cc))] if cc else []
+    headers += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id)]
+    if in_reply_to:
+        headers += [("In-Reply-To", in_reply_to), ("References", " ".join([*references[-9:], in_reply_to]))]
+    raw = compose(headers, f"{text.rstrip()}\n", attachments=[(f.filename, f.content_type, f.data) for f in files])
+    return OutgoingMail(message_id, support.address, tuple(dict.fromkeys(to + cc)), subject, text, raw)
+
+
+class AgentReplies:
+    """Handles a mail proven to come from an agent: commands, notes and relayed answers."""
+
+    def __init__(self, settings: Settings, store: Store, routing: Routing) -> None:
+        self.settings, self.store, self.routing = settings, store, routing
+
+    def _ticket_for(self, parsed: ParsedMessage, who: AgentMail) -> str | None:
+        if who.ticket_id:
+            return who.ticket_id if self.store.ticket(who.ticket_id) else None
+        refs = [*parsed.in_reply_to, *parsed.references]
+        for ticket_id, _ in self.store.tickets_for_message_ids(refs):
+            return ticket_id
+        for ticket_id in subject_tags(parsed.subject, self.settings.support.ticket_prefix):
+            if self.store.ticket(ticket_id):
+                return ticket_id
+        return None
+
+    def _tell_agent(self, agent: Agent, ticket_id: str, subject: str, text: str, now: datetime) -> None:
+        mail = internal_mail(self.settings.support, to=[agent.email], subject=subject, body=text,
+                             ticket_id=ticket_id, now=now, kind="notice")
+        self.store.enqueue(ticket_id=ticket_id, kind="agent_notice", message_id=mail.message_id,
+                           mail_from=mail.mail_from, recipients=list(mail.recipients), raw=mail.raw, now=now)
+
+    def handle(self, row: RawRow, parsed: ParsedMessage, who: AgentMail, now: datetime) -> dict[str, object]:
+        store, agent = self.store, who.agent
+        with store.tx():
+            if parsed.message_id and store.query("SELECT 1 FROM messages WHERE message_id=? AND from_addr=? "
+                                                 "AND kind='agent'", (parsed.message_id, agent.email)):
+                store.finish_raw(row.id, "duplicate", now=now)  # e.g. sent to both Reply-To and support@
+                return {"action": "duplicate_agent_mail", "agent": agent.email}
+            ticket_id = self._ticket_for(parsed, who)
+            if ticket_id is None:
+                self._tell_agent(agent, "", f"Not delivered: {parsed.subject}",
+                                 "inboxd could not tell which ticket your mail answers, so it was not sent to "
+                                 "anyone. Reply to the ticket's notification, or keep [SUP-n] in the subject.\n",
+                                 now)
+                store.finish_raw(row.id, "processed", now=now, error="agent mail without a ticket")
+                return {"action": "agent_mail_without_ticket", "agent": agent.email}
+            parsed_commands = parse_commands(reply_text(parsed.text), self.routing.directory)
+            store.add_message(ticket_id, direction="in", kind="agent", now=now, raw_id=row.id,
+                              message_id=parsed.message_id, from_addr=agent.email, from_name=agent.name,
+                              to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.text,
+                              attachments=[a.__dict__ for a in parsed.attachments])
+            if parsed_commands.errors:
+                problems = "\n".join(f"  {e}" for e in parsed_commands.errors)
+                self._tell_agent(agent, ticket_id, f"[{ticket_id}] Not sent: please check your commands",
+                                 f"Nothing was sent to the customer and nothing was changed, because:\n{problems}"
+                                 f"\n\n{HELP}\n", now)
+                store.log_event(ticket_id, "agent_commands_rejected", now, actor=agent.email,
+                                errors=list(parsed_commands.errors))
+                store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+                return {"action": "commands_rejected", "ticket": ticket_id, "agent": agent.email}
+            for command in parsed_commands.commands:
+                self._apply(ticket_id, command, agent, now)
+            if parsed_commands.is_note:
+                outcome = self._note(ticket_id, parsed_commands.text, agent, now)
+            elif parsed_commands.text:
+                outcome = self._relay(ticket_id, parsed_commands.text, agent, row, parsed_commands.commands, now)
+            else:
+                outcome = "commands only: nothing sent to the customer"
+            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+        return {"action": "agent_reply", "ticket": ticket_id, "agent": agent.email, "proof": who.proof,
+                "commands": " ".join(f"#{c.name}" for c in parsed_commands.commands) or "-", "result": outcome}
+
+    def _apply(self, ticket_id: str, command: Command, agent: Agent, now: datetime) -> None:
+        store = self.store
+        if command.name in STATUS_COMMANDS:
+            sla.change_status(store, self.settings, ticket_id, STATUS_COMMANDS[command.name], now, actor=agent.email)
+        elif command.name == "assign":
+            target = self.routing.directory.find(command.argument)
+            assert target is not None  # parse_commands checked it
+            store.update_ticket(ticket_id, now, owner=target.email)
+            store.log_event(ticket_id, "assigned", now, actor=agent.email, owner=target.email, reason="#assign")
+            notify_owner(store, self.settings, self.routing, ticket_id, why=f"assigned by {agent.name}", now=now)
+        elif command.name in ("tag", "untag"):
+            store.tag(ticket_id, command.argument, agent.email, now, remove=command.name == "untag")
+        elif command.name == "category":
+            store.set_category(ticket_id, command.argument, agent.email, now)
+        elif command.name == "priority":
+            store.update_ticket(ticket_id, now, priority=command.argument)
+            store.log_event(ticket_id, "priority_changed", now, actor=agent.email, new=command.argument)
+
+    def _note(self, ticket_id: str, text: str, agent: Agent, now: datetime) -> str:
+        """An internal note: kept on the ticket, copied to the other team members on it, never to the customer."""
+        store = self.store
+        store.add_message(ticket_id, direction="internal", kind="note", now=now, from_addr=agent.email,
+                          from_name=agent.name, body=text)
+        store.log_event(ticket_id, "note_added", now, actor=agent.email)
+        ticket = store.ticket(ticket_id)
+        assert ticket is not None
+        others = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
+        others = [a for a in dict.fromkeys([ticket["owner"] or "", *others]) if a and a != agent.email]
+        if not others:
+            return "note stored"
+        mail = internal_mail(self.settings.support, to=others, subject=f"[{ticket_id}] Note from {agent.name}",
+                             body=f"{agent.name} added an internal note (not sent to the customer):\n\n{text}\n",
+                             ticket_id=ticket_id, now=now, kind="note")
+        store.enqueue(ticket_id=ticket_id, kind="note_copy", message_id=mail.message_id, mail_from=mail.mail_from,
+                      recipients=list(mail.recipients), raw=mail.raw, now=now)
+        return f"note stored and copied to {', '.join(others)}"
+
+    def _relay(self, ticket_id: str, text: str, agent: Agent, row: RawRow, commands: tuple[Command, ...],
+               now: datetime) -> str:
+        store, support = self.store, self.settings.support
+        ticket = store.ticket(ticket_id)
+        assert ticket is not None
+        internal = {agent.email, *self.routing.directory.agents, *support.own_addresses}
+        people = store.participants(ticket_id)
+        to = [ticket["requester"]]
+        cc = [a for a, role in people.items() if role == "cc" and a not in internal and a not in to
+              and parse_reply_address(a, support.address) is None]
+        latest = store.query("SELECT message_id, \"references\" FROM messages WHERE ticket_id=? AND direction='in' "
+                             "AND kind='customer' AND message_id IS NOT NULL ORDER BY id DESC LIMIT 1", (ticket_id,))
+        in_reply_to = latest[0]["message_id"] if latest else None
+        references = _json_list(latest[0]["references"]) if latest else []
+        mail = build_reply(settings=self.settings, agent=agent, ticket=ticket, text=text, to=to, cc=cc,
+                           in_reply_to=in_reply_to, references=references, files=attachments_of(row.raw), now=now)
+        store.enqueue(ticket_id=ticket_id, kind="reply", message_id=mail.message_id, mail_from=mail.mail_from,
+                      recipients=list(mail.recipients), raw=mail.raw, now=now)
+        store.add_message(ticket_id, direction="out", kind="reply", now=now, message_id=mail.message_id,
+                          in_reply_to=[in_reply_to] if in_reply_to else [], from_addr=support.address,
+                          from_name=agent.name, to_addrs=to, cc_addrs=cc, subject=mail.subject, body=text)
+        record_answer(store, self.settings, ticket_id, agent.email, now,
+                      status_set=any(c.name in STATUS_COMMANDS for c in commands))
+        log(logger, logging.INFO, "reply_relayed", ticket=ticket_id, agent=agent.email, recipients=len(mail.recipients))
+        return f"sent to {', '.join(mail.recipients)}"
+
+
+def record_answer(store: Store, settings: Settings, ticket_id: str, agent: str, now: datetime, *,
+                  status_set: bool) -> None:
+    """The team answered: the response clocks stop; a new ticket becomes open."""
+    ticket = store.ticket(ticket_id)
+    assert ticket is not None
+    if not ticket["first_response_at"]:
+        store.update_ticket(ticket_id, now, first_response_at=iso(now))
+    sla.team_answered(store, ticket_id, now)
+    if not status_set and ticket["status"] == "new":
+        sla.change_status(store, settings, ticket_id, "open", now, actor=agent)
+    store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket["first_response_at"])
+
+
+def _json_list(value: str | None) -> list[str]:
+    return list(json.loads(value)) if value else []

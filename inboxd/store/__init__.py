@@ -1,0 +1,1 @@
+"""The database: every SQL statement of inboxd lives in this package."""
