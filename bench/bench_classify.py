@@ -45,13 +45,12 @@ RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-import label_maps
 import sklearn
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from inboxd.triage.classify import Classifier
 from inboxd.cli.triage import BATCH
 from inboxd.config import offline_settings
+from inboxd.triage.classify import Classifier
 from inboxd.triage.language import detect_language
 from inboxd.triage.rules import facts_from
 from inboxd.triage.train import (
@@ -63,6 +62,8 @@ from inboxd.triage.train import (
     save,
     train,
 )
+
+import label_maps
 
 Row = tuple[str, str, str]  # (subject, body, truth label)
 

@@ -474,8 +474,8 @@ def db_summary(db: Path) -> dict[str, Any]:
 def baseline_child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     t_start = time.monotonic()
-    from imapclient import IMAPClient
     import aiosmtplib
+    from imapclient import IMAPClient
 
     t_imported = time.monotonic()
     imap = IMAPClient(spec["imap_host"], port=spec["imap_port"], ssl=False, timeout=60)
@@ -642,20 +642,20 @@ PROFILE_POINTS: list[tuple[str, str, str, tuple[str, str] | None]] = [
     ("model load (joblib)", "inboxd/triage/train.py", "load", None),
     ("IMAP connect + fetch + store (Fetcher.sync)", "inboxd/mail/fetch.py", "sync", None),
     ("  IMAP FETCH (ImapSource.fetch)", "inboxd/mail/fetch.py", "fetch", None),
-    ("processing (Pipeline.process)", "inboxd/stages/intake.py", "process", None),
+    ("processing (Worker._handle)", "inboxd/stages/worker.py", "_handle", None),
     ("  parse_message", "inboxd/triage/parse.py", "parse_message", None),
     ("  identify (agent or customer)", "inboxd/triage/identity.py", "identify", None),
     ("  detect_language", "inboxd/triage/language.py", "detect_language", None),
     ("  find_ticket", "inboxd/triage/thread.py", "find_ticket", None),
-    ("  Pipeline._classify", "inboxd/stages/intake.py", "_classify", None),
+    ("  CustomerMail._classify", "inboxd/stages/customer.py", "_classify", None),
     ("    TrainedModel.predict", "inboxd/triage/train.py", "predict", None),
     ("  routing (assign.decide)", "inboxd/routing/assign.py", "decide", None),
-    ("  Pipeline._acknowledge", "inboxd/stages/intake.py", "_acknowledge", None),
+    ("  CustomerMail._acknowledge", "inboxd/stages/customer.py", "_acknowledge", None),
     ("    build_ack", "inboxd/reply/acknowledge.py", "build_ack", None),
     ("      Renderer.render (templates)", "inboxd/reply/render.py", "render", None),
     ("      compose (MIME)", "inboxd/mail/compose.py", "compose", None),
     ("  notify_owner", "inboxd/routing/assign.py", "notify_owner", None),
-    ("  Store methods (SQLite) while processing", "inboxd/store/sqlite.py", "*", ("inboxd/stages/intake.py", "process")),
+    ("  Store methods (SQLite) while processing", "inboxd/store/sqlite.py", "*", ("inboxd/stages/worker.py", "_handle")),
     ("SLA watch (Watch.check)", "inboxd/sla/watch.py", "check", None),
     ("sending (Sender.send_due)", "inboxd/mail/send.py", "send_due", None),
     ("  aiosmtplib sendmail", "aiosmtplib/smtp.py", "sendmail", None),

@@ -14,23 +14,16 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from inboxd.errors import ConfigError, InvalidSetting
 from inboxd.sla.businesstime import BusinessCalendar, Duration, parse_duration
 from inboxd.sla.calendars import build_calendar
 
 SUPPORTED_LANGUAGES = ("en", "zh-Hant", "zh-Hans")
 TLS_MODES = ("ssl", "starttls", "none")
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the person who edits the file."""
-
-    def __init__(self, path: Path, line: int, message: str) -> None:
-        self.path, self.line, self.message = path, line, message
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass(frozen=True)
@@ -161,31 +154,31 @@ REQUIRED = object()
 def _choice(*options: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value not in options:
-            raise ValueError(f"must be one of {', '.join(repr(o) for o in options)}")
+            raise InvalidSetting(f"must be one of {', '.join(repr(o) for o in options)}")
         return value
 
     return check
 
 
 def _fail(message: str) -> Any:
-    raise ValueError(message)
+    raise InvalidSetting(message)
 
 
 def _port(value: int) -> int:
     if not 0 < value < 65536:
-        raise ValueError("must be a port number between 1 and 65535")
+        raise InvalidSetting("must be a port number between 1 and 65535")
     return value
 
 
 def _positive(value: float) -> float:
     if value <= 0:
-        raise ValueError("must be greater than zero")
+        raise InvalidSetting("must be greater than zero")
     return value
 
 
 def _address(value: str) -> str:
     if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
-        raise ValueError(f"{value!r} is not an email address")
+        raise InvalidSetting(f"{value!r} is not an email address")
     return value.lower()
 
 
@@ -195,14 +188,14 @@ def _size(value: str | int) -> int:
         return int(_positive(value))
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?\s*", value, re.I)
     if not match:
-        raise ValueError(f"{value!r} is not a size: write it like 25MB or 500KB")
+        raise InvalidSetting(f"{value!r} is not a size: write it like 25MB or 500KB")
     factor = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[(match.group(2) or "B").upper()]
     return int(float(match.group(1)) * factor)
 
 
 def _prefix(value: str) -> str:
     if not re.fullmatch(r"[A-Z][A-Z0-9]{0,9}", value):
-        raise ValueError("must be 1 to 10 capital letters or digits, starting with a letter, e.g. SUP")
+        raise InvalidSetting("must be 1 to 10 capital letters or digits, starting with a letter, e.g. SUP")
     return value
 
 
@@ -445,15 +438,18 @@ def _sla(path: Path, text: str, values: dict[str, Any], fallback: Duration,
     return policies
 
 
+
+def _calendar_error(path: Path, text: str, section: str, key: str, message: str) -> ConfigError:
+    return ConfigError(path, find_line(text, section, key), message)
+
 def _calendars(path: Path, text: str, tables: dict[str, Any], support: BusinessCalendar) -> dict[str, BusinessCalendar]:
     calendars = {"support": support}
     for name, spec in tables.items():
         section = f"calendars.{name}"
         if not isinstance(spec, dict):
             raise ConfigError(path, find_line(text, "calendars", name), f"[{section}] must be a table")
-        calendars[name] = build_calendar(
-            name, spec, path.resolve().parent,
-            lambda key, message, section=section: ConfigError(path, find_line(text, section, key), message))
+        calendars[name] = build_calendar(name, spec, path.resolve().parent,
+                                         partial(_calendar_error, path, text, section))
     return calendars
 
 

@@ -18,34 +18,31 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from inboxd.routing.assign import Routing
-from inboxd.triage.classify import Classifier
 from inboxd.config import Settings
-from inboxd.mail.fetch import Fetcher, ImapSource, MailSource
+from inboxd.errors import AlreadyRunning, describe
 from inboxd.log import log
-from inboxd.stages.intake import Pipeline
-from inboxd.reply.render import BUNDLED_TEMPLATES, Renderer
+from inboxd.mail.fetch import Fetcher, ImapSource, MailSource
 from inboxd.mail.send import Sender
-from inboxd.store.sqlite import Store, utcnow
-from inboxd.triage.train import Example, bundled_examples, retrain, save
+from inboxd.reply.render import BUNDLED_TEMPLATES, Renderer
+from inboxd.routing.assign import Routing
 from inboxd.sla.watch import Watch
+from inboxd.stages.worker import Worker
+from inboxd.store.sqlite import Store, utcnow
+from inboxd.triage.classify import Classifier
+from inboxd.triage.train import Example, bundled_examples, retrain, save
 
 logger = logging.getLogger("inboxd.daemon")
 RESCAN_SECONDS = 30.0
 RULES_CHECK_SECONDS = 3.0
 ERROR_PAUSE_SECONDS = 5.0
-
-
-class AlreadyRunning(Exception):
-    """Another inboxd holds the database: two would fetch and answer the same mail."""
 
 
 @contextmanager
@@ -115,10 +112,10 @@ class Daemon:
                 await asyncio.to_thread(fetcher.sync)
             except Exception as exc:  # report, and still process and send what is already stored
                 mailbox_ok = False
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
                 store.record_fetch_error(self.settings.imap.account, folder, error)
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
-        await asyncio.to_thread(self._pipeline(store).process_pending)
+        await asyncio.to_thread(self._worker(store).process_pending)
         await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
         sender = Sender(self.settings.smtp, store, self.clock)
         report = await sender.send_due(ignore_backoff=True)
@@ -136,8 +133,8 @@ class Daemon:
         store.close()
         return mailbox_ok
 
-    def _pipeline(self, store: Store) -> Pipeline:
-        return Pipeline(self.settings, store, self.renderer, self.classifier, self.routing, self.clock)
+    def _worker(self, store: Store) -> Worker:
+        return Worker(self.settings, store, self.renderer, self.classifier, self.routing, self.clock)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -218,7 +215,7 @@ class Daemon:
                                     args=(self.stop_event, wake, self.settings.imap.poll_interval))
                    for (source, folder), fetch_store, wake in zip(self.sources, fetch_stores, flag_wakes)]
         process_store, send_store = Store(self.settings.database), Store(self.settings.database)
-        pipeline = self._pipeline(process_store)
+        worker = self._worker(process_store)
         sender = Sender(self.settings.smtp, send_store, self.clock)
         log(logger, logging.INFO, "daemon_started", database=str(self.settings.database),
             mailbox=f"{self.settings.imap.account}/{self.settings.imap.folder}")
@@ -228,7 +225,7 @@ class Daemon:
                 await _wait(process_wake, RESCAN_SECONDS)
                 process_wake.clear()
                 try:
-                    if await asyncio.to_thread(pipeline.process_pending, on_batch):
+                    if await asyncio.to_thread(worker.process_pending, on_batch):
                         for wake in flag_wakes:
                             wake.set()
                         send_wake.set()

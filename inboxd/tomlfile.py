@@ -15,18 +15,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from inboxd.errors import FileProblems
 from inboxd.log import log
 
 logger = logging.getLogger("inboxd.reload")
 T = TypeVar("T")
-
-
-class FileProblems(Exception):
-    """Problems in admin files, each a line ``file:line: message``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:

@@ -29,9 +29,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-import psutil
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from inboxd.reply.notify import parse_reply_address, reply_address, reply_token
 from inboxd.routing.agents import Agent, Directory
 from inboxd.sla.businesstime import BusinessCalendar
+from inboxd.stages.agent_reply import attachments_of
 from inboxd.triage.commands import Command, parse_commands
 from inboxd.triage.identity import AgentMail, Forged, identify
-from inboxd.reply.notify import parse_reply_address, reply_address, reply_token
 from inboxd.triage.parse import parse_message
 from inboxd.triage.quotes import reply_text
-from inboxd.stages.agent_reply import attachments_of
 from inboxd.triage.rules import CATEGORIES, PRIORITIES
 
 SUPPORT = "support@example.com"

@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpers import CUSTOMER, SUPPORT, mail, parse, run_once, tickets, write_config
 from inboxd.config import Settings, load_settings
 from inboxd.reply.notify import reply_address, reply_token
 from inboxd.store.sqlite import Store
+
+from helpers import CUSTOMER, SUPPORT, mail, parse, run_once, tickets, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -16,16 +16,15 @@ from typing import Any
 import joblib
 import pytest
 from click.testing import CliRunner
-from helpers import MINIMAL_CONFIG
 
-from inboxd.triage.classify import SPAM_CONFIDENCE, NEEDS_TRIAGE, Classifier
 from inboxd.cli.main import main
 from inboxd.config import load_settings
 from inboxd.daemon import Daemon
+from inboxd.store.sqlite import Store
+from inboxd.triage.classify import NEEDS_TRIAGE, SPAM_CONFIDENCE, Classifier
 from inboxd.triage.language import detect_language
 from inboxd.triage.mood import assess
 from inboxd.triage.rules import CATEGORIES, facts_from
-from inboxd.store.sqlite import Store
 from inboxd.triage.train import (
     Example,
     ModelError,
@@ -40,6 +39,8 @@ from inboxd.triage.train import (
     save,
     train,
 )
+
+from helpers import MINIMAL_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Path(__file__).resolve().parent / "fixtures" / "training" / "small.jsonl"

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import MINIMAL_CONFIG
 
 from inboxd.cli.main import main
 from inboxd.config import ConfigError, load_settings
+
+from helpers import MINIMAL_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 

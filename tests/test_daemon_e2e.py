@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from helpers import CUSTOMER, SUPPORT, events, mail, parse, run_once, settings_for, tickets
 from inboxd.cli.main import main
 from inboxd.store.sqlite import Store
+
+from helpers import CUSTOMER, SUPPORT, events, mail, parse, run_once, settings_for, tickets
 
 pytestmark = pytest.mark.integration
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import base64
 import codecs
 import os
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inboxd.triage.charsets import codec_chain, decode_bytes
 from inboxd.model import ParsedMessage
+from inboxd.triage.charsets import codec_chain, decode_bytes
 from inboxd.triage.parse import MAX_HEADERS, parse_message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mail"
@@ -295,12 +295,12 @@ def test_message_ids_normalized() -> None:
 
 def test_date_without_zone_is_utc() -> None:
     parsed = parse_message(mail("Date: Tue, 07 Apr 2026 10:00:00 -0000"))
-    assert parsed.date is not None and parsed.date.tzinfo is timezone.utc
+    assert parsed.date is not None and parsed.date.tzinfo is UTC
     assert parse_message(mail("Date: 99 Foo 99999 99:99")).date is None
 
 
 def test_crlf_inside_encoded_word_removed_from_subject() -> None:
-    word = base64.b64encode("\r\nline one\r\nline two".encode()).decode()
+    word = base64.b64encode(b"\r\nline one\r\nline two").decode()
     assert parse_message(mail(f"Subject: =?utf-8?B?{word}?=")).subject == "line one line two"
 
 

@@ -13,15 +13,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from helpers import MINIMAL_CONFIG
 
-from inboxd.routing.agents import Agent, Directory, Team, choose, load_directory
-from inboxd.routing.assign import Routing, decide
-from inboxd.sla.businesstime import BusinessCalendar
 from inboxd.cli.main import main
 from inboxd.config import Settings, load_settings
+from inboxd.routing.agents import Agent, Directory, Team, choose, load_directory
+from inboxd.routing.assign import Routing, decide
 from inboxd.routing.route import RouteContext, load_routes, route
+from inboxd.sla.businesstime import BusinessCalendar
 from inboxd.tomlfile import FileProblems
+
+from helpers import MINIMAL_CONFIG
 
 FIXTURES = Path(__file__).parent / "fixtures" / "routing"
 TAIPEI = ZoneInfo("Asia/Taipei")

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import MINIMAL_CONFIG
 
-from inboxd.triage.classify import Classifier
 from inboxd.cli.main import main
+from inboxd.triage.classify import Classifier
 from inboxd.triage.rules import (
     CATEGORIES,
     MailFacts,
@@ -26,6 +25,8 @@ from inboxd.triage.rules import (
     facts_from,
     load_rules,
 )
+
+from helpers import MINIMAL_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "rules"

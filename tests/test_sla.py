@@ -21,16 +21,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from inboxd.sla import clocks as sla
-from inboxd.routing.assign import Routing
-from inboxd.sla.businesstime import Duration
-from inboxd.sla.calendars import holidays_from_ics
 from inboxd.cli.main import main
 from inboxd.config import ConfigError, Settings, load_settings
 from inboxd.mail.send import Sender
+from inboxd.routing.assign import Routing
+from inboxd.sla import clocks as sla
+from inboxd.sla.businesstime import Duration
+from inboxd.sla.calendars import holidays_from_ics
 from inboxd.sla.clocks import Timer
-from inboxd.store.sqlite import Store, iso
 from inboxd.sla.watch import Watch, levels
+from inboxd.store.sqlite import Store, iso
 
 TAIPEI, NEW_YORK, LONDON = ZoneInfo("Asia/Taipei"), ZoneInfo("America/New_York"), ZoneInfo("Europe/London")
 AGENT, LEAD, MANAGER, CUSTOMER = "agent@example.com", "lead@example.com", "manager@example.com", "customer@example.com"

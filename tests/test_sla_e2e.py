@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from helpers import SUPPORT, mail, parse, run_once, tickets, write_config
 
 from inboxd.cli.main import main
 from inboxd.config import Settings, load_settings
 from inboxd.store.sqlite import Store
+
+from helpers import SUPPORT, mail, parse, run_once, tickets, write_config
 
 pytestmark = pytest.mark.integration
 

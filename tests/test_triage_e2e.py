@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from helpers import run_once, settings_for
 from inboxd.cli.main import main
 from inboxd.triage.train import bundled_examples, read_examples, save, train
+
+from helpers import run_once, settings_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from inboxd.model import ParsedMessage
 from inboxd.triage.language import detect_language
 from inboxd.triage.loops import no_ack_reason
-from inboxd.model import ParsedMessage
 from inboxd.triage.thread import find_ticket, subject_tags
 
 OWN = frozenset({"support@example.com"})

@@ -31,6 +31,7 @@ from aiosmtpd.controller import Controller
 from inboxd.config import load_settings
 from inboxd.daemon import Daemon
 from inboxd.mail.fetch import Fetched
+from inboxd.store import views
 from inboxd.store.sqlite import Store
 from inboxd.triage.train import bundled_examples, save, train
 
@@ -154,12 +155,9 @@ def _report(store: Store, sent: list[bytes], database: Path | None) -> None:
                 bold=True)
     click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
     click.secho("Tickets", bold=True)
-    for t in store.query("SELECT ticket_id, status, language, requester, subject, category, priority, team, "
-                         "owner FROM tickets ORDER BY id"):
-        messages = store.query("SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in'",
-                               (t["ticket_id"],))[0]["n"]
-        ack = store.query("SELECT kind, detail FROM events WHERE ticket_id=? AND kind IN "
-                          "('ack_queued', 'ack_suppressed')", (t["ticket_id"],))
+    for t in views.demo_tickets(store):
+        messages = views.inbound_count(store, t["ticket_id"])
+        ack = views.ack_events(store, t["ticket_id"])
         note = "ack queued" if ack and ack[0]["kind"] == "ack_queued" else \
             f"no ack: {json.loads(ack[0]['detail']).get('reason')}" if ack else ""
         tags = ",".join(store.tags(t["ticket_id"]))
@@ -167,13 +165,13 @@ def _report(store: Store, sent: list[bytes], database: Path | None) -> None:
                    f"{_cut(t['subject'], 34)}  {t['category'] or '?':<9} {t['priority']:<6} {tags}")
         click.echo(f"  {'':<7} {note}; team {t['team'] or '-'}, owner {t['owner'] or '- (on the team queue)'}")
     status = store.status()
-    kinds = {r["kind"]: r["n"] for r in store.query("SELECT kind, COUNT(*) n FROM outbox GROUP BY kind")}
+    kinds = views.outbox_counts(store)
     click.echo(f"\nQuarantined (stored, not ticketed): {status['messages_quarantined']}   "
                f"Outbox: {status['outbox_pending']} pending, {status['outbox_failed']} failed")
     click.echo(f"Delivered over SMTP: {len(sent)} mails: {kinds.get('ack', 0)} acknowledgements to customers, "
                f"{kinds.get('notification', 0)} notifications to agents, "
                f"{kinds.get('queue_alert', 0)} alerts to team leads")
-    for row in store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'"):
+    for row in views.quarantined(store):
         click.echo(f"  quarantined uid {row['uid']}: {row['error']}")
     acks = [m for m in (email.message_from_bytes(raw, policy=email.policy.default) for raw in sent)
             if m["Auto-Submitted"] == "auto-replied"]

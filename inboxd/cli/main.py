@@ -19,8 +19,10 @@ from inboxd.cli import rules as cli_rules
 from inboxd.cli import sla as cli_sla
 from inboxd.cli import triage as cli_triage
 from inboxd.config import ConfigError, Settings, load_settings
-from inboxd.daemon import AlreadyRunning, Daemon
+from inboxd.daemon import Daemon
+from inboxd.errors import AlreadyRunning
 from inboxd.log import register_secrets, setup_logging
+from inboxd.store import views
 from inboxd.store.sqlite import Store
 
 CONFIG_HELP = "Configuration file (default: ./inboxd.toml, or the INBOXD_CONFIG environment variable)."
@@ -101,11 +103,7 @@ def tickets() -> None:
 @click.pass_context
 def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
     """List tickets, newest first."""
-    store = _store(ctx)
-    sql = ("SELECT ticket_id, status, priority, category, requester, language, subject, created_at, updated_at "
-           "FROM tickets")
-    rows = store.query(sql + (" WHERE status=?" if status else "") + " ORDER BY id DESC",
-                       (status,) if status else ())
+    rows = views.ticket_list(_store(ctx), status)
     if as_json:
         _dump(rows)
         return
@@ -122,15 +120,12 @@ def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
     if ticket is None:
         return None
     ticket_id = ticket["ticket_id"]
-    messages = store.query("SELECT id, direction, kind, message_id, from_addr, from_name, to_addrs, cc_addrs, "
-                           "subject, body, attachments, language, charset_declared, charset_used, "
-                           "charset_guessed, defects, no_ack_reason, classification, created_at FROM messages "
-                           "WHERE ticket_id=? ORDER BY id", (ticket_id,))
+    messages = views.ticket_messages(store, ticket_id)
     for message in messages:
         for key in ("to_addrs", "cc_addrs", "attachments", "defects"):
             message[key] = json.loads(message[key])
         message["charset_guessed"] = bool(message["charset_guessed"])
-    events = store.query("SELECT at, kind, actor, detail FROM events WHERE ticket_id=? ORDER BY id", (ticket_id,))
+    events = views.ticket_events(store, ticket_id)
     for event in events:
         event["detail"] = json.loads(event["detail"])
     for message in messages:

@@ -19,40 +19,18 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from inboxd.routing.assign import Assignment, Routing, decide
-from inboxd.triage.classify import Classification, Classifier
 from inboxd.cli.triage import config_or_defaults, print_classification
 from inboxd.config import RoutingSettings, Settings
-from inboxd.triage.language import detect_language
 from inboxd.log import setup_logging
 from inboxd.model import ParsedMessage
-from inboxd.triage.parse import parse_message
+from inboxd.routing.assign import Assignment, Routing, decide
 from inboxd.routing.route import RouteContext
-from inboxd.triage.rules import facts_from
+from inboxd.store import views
 from inboxd.store.sqlite import Store, utcnow
-
-
-class _ReplayHistory:
-    """The assignment history as it stood when ``ticket`` arrived: later tickets and itself do not count."""
-
-    def __init__(self, store: Store, ticket: dict[str, Any]) -> None:
-        self.store, self.id, self.created = store, ticket["id"], ticket["created_at"]
-
-    def open_tickets(self, email: str) -> int:
-        rows = self.store.query("SELECT COUNT(*) n FROM tickets WHERE owner=? AND id<? AND status IN "
-                                "('new','open','pending')", (email, self.id))
-        return int(rows[0]["n"])
-
-    def last_assignee(self, team: str) -> str | None:
-        rows = self.store.query("SELECT json_extract(detail, '$.owner') AS owner FROM events WHERE kind='assigned' "
-                                "AND json_extract(detail, '$.team')=? AND json_extract(detail, '$.owner') IS NOT "
-                                "NULL AND at<? ORDER BY id DESC LIMIT 1", (team, self.created))
-        return rows[0]["owner"] if rows else None
-
-    def last_owner_of(self, customer: str) -> str | None:
-        rows = self.store.query("SELECT owner FROM tickets WHERE requester=? AND owner IS NOT NULL AND id<? "
-                                "ORDER BY id DESC LIMIT 1", (customer, self.id))
-        return rows[0]["owner"] if rows else None
+from inboxd.triage.classify import Classification, Classifier
+from inboxd.triage.language import detect_language
+from inboxd.triage.parse import parse_message
+from inboxd.triage.rules import facts_from
 
 
 class _NoHistory:
@@ -198,17 +176,15 @@ def rules_replay(ctx: click.Context, since: str, rules_dir: Path | None, as_json
     settings = _with_rules(current, rules_dir)
     classifier, routing = _load(settings)
     store = Store(settings.database)
-    cutoff = (utcnow() - _parse_since(since)).isoformat()
-    tickets = store.query("SELECT t.*, r.raw, r.account, r.folder FROM tickets t JOIN messages m ON m.id = "
-                          "(SELECT MIN(id) FROM messages WHERE ticket_id=t.ticket_id AND direction='in') "
-                          "JOIN raw_messages r ON r.id=m.raw_id WHERE t.created_at>=? ORDER BY t.id", (cutoff,))
+    tickets = views.replay_tickets(store, utcnow() - _parse_since(since))
     changes: list[dict[str, Any]] = []
     for t in tickets:
         parsed = parse_message(t["raw"])
         mailbox = (t["account"], t["folder"])
         verdict = _classify(classifier, parsed, mailbox)
         at = datetime.fromisoformat(t["created_at"])
-        new: Assignment = decide(routing, _context(settings, parsed, verdict, at, mailbox), _ReplayHistory(store, t))
+        history = views.HistoryBefore(store, t)
+        new: Assignment = decide(routing, _context(settings, parsed, verdict, at, mailbox), history)
         before = {"team": t["team"], "owner": t["owner"], "sla": t["sla_policy"], "category": t["category"],
                   "tags": sorted(set(store.tags(t["ticket_id"])) - {"auto-reply"})}
         after = {"team": new.team, "owner": new.owner, "sla": new.sla, "category": verdict.category,

@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
-from inboxd.sla.businesstime import format_due
 from inboxd.config import ConfigError, Settings, load_settings
+from inboxd.sla.businesstime import format_due
 from inboxd.sla.clocks import Timer
-from inboxd.store.sqlite import Store, utcnow
 from inboxd.sla.watch import LABELS, levels
+from inboxd.store import views
+from inboxd.store.sqlite import Store, utcnow
 
 
 def _open(ctx: click.Context) -> tuple[Settings, Store]:
@@ -72,10 +73,8 @@ def sla_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
         click.echo(f"No ticket {ticket_id}.", err=True)
         sys.exit(1)
     now = utcnow()
-    rows = store.query("SELECT * FROM sla_timers WHERE ticket_id=? ORDER BY id", (ticket["ticket_id"],))
-    clocks = [describe(settings, Timer.from_row(r), now) for r in rows]
-    alerts = store.query("SELECT level, at, recipients, sent FROM sla_alerts WHERE ticket_id=? ORDER BY id",
-                         (ticket["ticket_id"],))
+    clocks = [describe(settings, Timer.from_row(r), now) for r in views.sla_timers(store, ticket["ticket_id"])]
+    alerts = views.sla_alerts(store, ticket["ticket_id"])
     for alert in alerts:
         alert["recipients"] = json.loads(alert["recipients"])
         alert["sent"] = bool(alert["sent"])
@@ -106,8 +105,7 @@ def sla_at_risk(ctx: click.Context, as_json: bool) -> None:
     settings, store = _open(ctx)
     now = utcnow()
     risky = []
-    for row in store.query("SELECT c.*, t.subject, t.owner, t.priority FROM sla_timers c JOIN tickets t "
-                           "ON t.ticket_id=c.ticket_id WHERE c.state='running' ORDER BY c.due_at"):
+    for row in views.running_timers(store):
         clock = describe(settings, Timer.from_row(row), now)
         if clock["level"] != "ok":
             risky.append({"ticket": row["ticket_id"], "subject": row["subject"], "owner": row["owner"],

@@ -15,7 +15,6 @@ from typing import IO, Any
 
 import click
 
-from inboxd.triage.classify import NEEDS_TRIAGE, Classification, Classifier
 from inboxd.config import (
     ClassifySettings,
     ConfigError,
@@ -23,11 +22,13 @@ from inboxd.config import (
     load_settings,
     offline_settings,
 )
-from inboxd.triage.language import detect_language
+from inboxd.errors import BadInput
 from inboxd.log import setup_logging
+from inboxd.store.sqlite import Store
+from inboxd.triage.classify import NEEDS_TRIAGE, Classification, Classifier
+from inboxd.triage.language import detect_language
 from inboxd.triage.parse import parse_message
 from inboxd.triage.rules import facts_from
-from inboxd.store.sqlite import Store
 from inboxd.triage.train import (
     BUNDLED_TRAINING,
     Example,
@@ -158,7 +159,7 @@ def _classify_jsonl(classifier: Classifier, source: IO[str]) -> None:
         try:
             item = json.loads(line)
             if not isinstance(item, dict):
-                raise ValueError("not a JSON object")
+                raise BadInput("not a JSON object")
         except ValueError as exc:
             item = {"error": f"line {number}: {exc}"}
         batch.append(item)

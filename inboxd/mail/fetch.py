@@ -9,6 +9,7 @@ keywords ``$inboxd`` and ``$inboxd-<ticket>``. Nothing is ever deleted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -18,13 +19,15 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from inboxd.config import ImapSettings
+from inboxd.errors import MailboxError, MailboxPermanent, MailboxTransient, describe
 from inboxd.log import log
+from inboxd.mail.tls import client_context
 from inboxd.store.sqlite import Store
 
 logger = logging.getLogger("inboxd.fetch")
@@ -34,6 +37,8 @@ QUARANTINE_KEYWORD = "$inboxd-quarantined"
 OVERSIZE_TEXT_BYTES = 256 * 1024  # of an oversized message, keep headers and this much of the body
 BATCH_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF = 300.0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,21 @@ class MailSource(Protocol):
         ...
 
 
+def _mapped(method: Callable[P, R]) -> Callable[P, R]:
+    """Translate imapclient's and the socket's errors into inboxd's (permanent: login or certificate)."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except (LoginError, ssl.SSLCertVerificationError) as exc:
+            raise MailboxPermanent(describe(exc)) from exc
+        except (IMAPClientError, OSError) as exc:
+            raise MailboxTransient(describe(exc)) from exc
+
+    return call
+
+
 class ImapSource:
     """The support mailbox over IMAP (imapclient is synchronous: one thread owns it)."""
 
@@ -77,12 +97,10 @@ class ImapSource:
         self.keywords_allowed = True
         self.ticket_keywords = True
 
+    @_mapped
     def connect(self) -> None:
         s = self.settings
-        context = ssl.create_default_context()
-        if not s.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = client_context(s.verify_tls)
         client = IMAPClient(s.host, port=s.port, ssl=s.tls == "ssl", ssl_context=context, timeout=60)
         try:
             if s.tls == "starttls":
@@ -110,6 +128,7 @@ class ImapSource:
             raise ConnectionError("not connected")
         return self.client
 
+    @_mapped
     def new_messages(self, after_uid: int) -> list[tuple[int, int]]:
         client = self._client()
         uids = [u for u in client.search(["UID", f"{after_uid + 1}:*"]) if u > after_uid]
@@ -118,6 +137,7 @@ class ImapSource:
         sizes = client.fetch(uids, ["RFC822.SIZE"])
         return sorted((u, int(sizes[u][b"RFC822.SIZE"])) for u in uids if u in sizes)
 
+    @_mapped
     def fetch(self, uids: Sequence[int], max_size: int, sizes: dict[int, int]) -> dict[int, Fetched]:
         client = self._client()
         small = [u for u in uids if sizes[u] <= max_size]
@@ -135,6 +155,7 @@ class ImapSource:
                                omitted=_attachments_from_structure(data.get(b"BODYSTRUCTURE")))
         return out
 
+    @_mapped
     def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None:
         if not self.keywords_allowed or not uids:
             return
@@ -150,6 +171,7 @@ class ImapSource:
             log(logger, logging.WARNING, "ticket_keywords_disabled", error=str(exc))
             client.add_flags(list(uids), [wanted[0].encode()], silent=True)
 
+    @_mapped
     def wait(self, timeout: float, interrupted: Callable[[], bool]) -> None:
         client = self._client()
         deadline = time.monotonic() + timeout
@@ -306,7 +328,7 @@ class Fetcher:
                     self.sync()
                     self.mark_processed()
                     self.source.wait(poll_interval, lambda: stop.is_set() or wake.is_set())
-            except (OSError, IMAPClientError) as exc:
+            except MailboxError as exc:
                 self._failed(exc, delay)
             except Exception as exc:  # the loop must survive anything; the error is logged in full
                 logger.exception("fetch_failed", extra={"fields": {"account": self.account}})
@@ -317,7 +339,7 @@ class Fetcher:
             delay = min(delay * 2, MAX_BACKOFF)
 
     def _failed(self, exc: Exception, delay: float) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         try:
             self.store.record_fetch_error(self.account, self.folder, error)
         except Exception:  # the database itself may be the problem; the log line below still tells

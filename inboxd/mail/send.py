@@ -13,35 +13,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosmtplib
-
 from inboxd.config import SmtpSettings
+from inboxd.errors import ConnectionLost, SendPermanent, SendTransient, StoreError
 from inboxd.log import log
+from inboxd.mail.smtp import SmtpConnection
+from inboxd.mail.webhook import post_json
 from inboxd.store.sqlite import Store
 
 logger = logging.getLogger("inboxd.send")
 
 MAX_RETRY_DELAY = 3600.0
 GIVE_UP_AFTER = timedelta(days=3)
-
-
-def _post_json(url: str, body: bytes, timeout: float) -> int:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "inboxd"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (admin-set URL)
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 @dataclass
@@ -65,22 +52,11 @@ class Sender:
         for outbox_id, at in list(self.accepted.items()):
             try:
                 await asyncio.to_thread(self.store.mark_sent, outbox_id, at)
-            except sqlite3.OperationalError as exc:
+            except StoreError as exc:  # busy or failing: the mark is written on the next call
                 log(logger, logging.WARNING, "sent_mark_waiting", outbox_id=outbox_id, error=str(exc))
                 return False
             del self.accepted[outbox_id]
         return True
-
-    def _client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        context = ssl.create_default_context()
-        if not s.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return aiosmtplib.SMTP(hostname=s.host, port=s.port, use_tls=s.tls == "ssl",
-                               start_tls=True if s.tls == "starttls" else False, tls_context=context,
-                               validate_certs=s.verify_tls, timeout=s.timeout,
-                               username=s.username or None, password=s.password or None)
 
     async def send_due(self, *, ignore_backoff: bool = False) -> SendReport:
         """Send what is due now (or everything pending): mail over one SMTP connection, webhooks by POST.
@@ -92,7 +68,7 @@ class Sender:
         if not await self.record_accepted():
             return report  # sending more now could only repeat what the server already has
         after_id = 0
-        connection: list[aiosmtplib.SMTP] = []  # opened on the first mail, reused for the rest
+        connection: list[SmtpConnection] = []  # opened on the first mail, reused for the rest
         try:
             while rows := await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock(),
                                                   after_id):
@@ -108,40 +84,23 @@ class Sender:
                                 await self._retry_or_fail(later, "the mail server connection failed", report)
                         return report
         finally:
-            for client in connection:
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+            for smtp in connection:
+                await smtp.close()
         return report
 
-    async def _send_mail(self, connection: list[aiosmtplib.SMTP], row: dict[str, Any], report: SendReport) -> bool:
+    async def _send_mail(self, connection: list[SmtpConnection], row: dict[str, Any], report: SendReport) -> bool:
         """Send one queued mail; False when the server cannot be reached or the connection broke."""
-        if not connection:
-            client = self._client()
-            try:
-                await client.connect()
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                await self._retry_or_fail(row, f"cannot reach the mail server: {exc}", report)
-                return False
-            connection.append(client)
         try:
-            await connection[0].sendmail(row["mail_from"], json.loads(row["recipients"]), row["raw"])
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            error = "every recipient was refused: " + "; ".join(
-                f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)
-            if all(500 <= r.code < 600 for r in exc.recipients):
-                await self._fail(row, error, report)
-            else:
-                await self._retry_or_fail(row, error, report)
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                await self._fail(row, f"refused by the mail server: {exc.code} {exc.message}", report)
-            else:
-                await self._retry_or_fail(row, f"{exc.code} {exc.message}", report)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            await self._retry_or_fail(row, f"{type(exc).__name__}: {exc}", report)
-            return False
+            if not connection:
+                smtp = SmtpConnection(self.settings)
+                await smtp.open()
+                connection.append(smtp)
+            await connection[0].send(row["mail_from"], json.loads(row["recipients"]), row["raw"])
+        except SendPermanent as exc:
+            await self._fail(row, str(exc), report)
+        except SendTransient as exc:
+            await self._retry_or_fail(row, str(exc), report)
+            return not isinstance(exc, ConnectionLost)
         else:
             await self._sent(row, report)
         return True
@@ -150,16 +109,13 @@ class Sender:
         """Deliver a webhook (JSON POST); any 2xx answer counts as delivered."""
         url = json.loads(row["recipients"])[0]
         try:
-            status = await asyncio.to_thread(_post_json, url, row["raw"], self.settings.timeout)
-        except (OSError, ValueError) as exc:
-            await self._retry_or_fail(row, f"webhook {type(exc).__name__}: {exc}", report)
-            return
-        if 200 <= status < 300:
-            await self._sent(row, report)
-        elif 400 <= status < 500 and status not in (408, 429):
-            await self._fail(row, f"webhook refused: HTTP {status}", report)
+            await asyncio.to_thread(post_json, url, row["raw"], self.settings.timeout)
+        except SendPermanent as exc:
+            await self._fail(row, str(exc), report)
+        except SendTransient as exc:
+            await self._retry_or_fail(row, str(exc), report)
         else:
-            await self._retry_or_fail(row, f"webhook answered HTTP {status}", report)
+            await self._sent(row, report)
 
     async def _sent(self, row: dict[str, Any], report: SendReport) -> None:
         """The server took it: record that, or remember it until the database lets us."""

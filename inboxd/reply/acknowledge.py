@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
-from inboxd.sla.businesstime import Duration, format_due, format_duration
-from inboxd.mail.compose import address, compose
 from inboxd.config import SUPPORTED_LANGUAGES, SupportSettings
+from inboxd.mail.compose import address, compose
 from inboxd.model import ParsedMessage
 from inboxd.reply.render import Renderer, one_line
+from inboxd.sla.businesstime import Duration, format_due, format_duration
 
 EXCERPT_CHARS = 600
 

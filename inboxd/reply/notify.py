@@ -17,11 +17,11 @@ from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from inboxd.reply.acknowledge import OutgoingMail
-from inboxd.sla.businesstime import format_due
-from inboxd.mail.compose import address, compose
 from inboxd.config import SupportSettings
+from inboxd.mail.compose import address, compose
+from inboxd.reply.acknowledge import OutgoingMail
 from inboxd.reply.render import one_line
+from inboxd.sla.businesstime import format_due
 
 TOKEN_LENGTH = 10
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from inboxd.errors import FileProblems
 from inboxd.sla.businesstime import BusinessCalendar
-from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
+from inboxd.tomlfile import locate, read_toml, top_level_line
 
 STRATEGIES = ("round_robin", "least_open", "sticky")
 LANGUAGES = ("en", "zh-Hant", "zh-Hans", "other")
@@ -185,7 +186,8 @@ def _agent(path: Path, text: str, i: int, spec: dict[str, Any], default_tz: str)
     bad = [lang for lang in spec.get("languages", []) if lang not in LANGUAGES]
     if bad:
         raise fail("languages", f"unknown language '{bad[0]}'; use {', '.join(LANGUAGES)}")
-    tz, days, hours = spec.get("timezone", default_tz), spec.get("days", ["mon-fri"]), spec.get("hours", ["09:00-18:00"])
+    tz, days = spec.get("timezone", default_tz), spec.get("days", ["mon-fri"])
+    hours = spec.get("hours", ["09:00-18:00"])
     for key, kwargs in (("timezone", {}), ("days", {"days": days}), ("hours", {"hours": hours})):
         try:  # one setting at a time, so the message points at its own line
             BusinessCalendar.simple(tz, **kwargs)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from inboxd.reply.acknowledge import OutgoingMail
-from inboxd.routing.agents import AssignmentHistory, Choice, Directory, choose, load_directory
-from inboxd.sla.businesstime import Duration
 from inboxd.config import Settings
+from inboxd.reply.acknowledge import OutgoingMail
 from inboxd.reply.notify import build_notification, build_queue_alert
+from inboxd.routing.agents import AssignmentHistory, Choice, Directory, choose, load_directory
 from inboxd.routing.route import Route, RouteContext, RouteDecision, load_routes, route
+from inboxd.sla.businesstime import Duration
+from inboxd.store.messages import customer_message
 from inboxd.store.sqlite import Store, iso
 from inboxd.tomlfile import LastGood
+
 
 class Routing:
     """The agent directory and routes in force, reloaded when their files change."""
@@ -68,6 +70,7 @@ def decide(routing: Routing, ctx: RouteContext, history: AssignmentHistory) -> A
     decision = route(routing.routes, ctx)
     sla = decision.sla or routing.settings.default_policy
     choice = None
+    owner: str | None
     if decision.owner:
         owner, reason = decision.owner, f"fixed owner in route '{decision.matched[-1]}'"
     elif decision.team:
@@ -90,10 +93,8 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
     """Queue the owner's notification (or the lead's queue alert) for a ticket's latest customer mail."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    where = "ORDER BY id DESC LIMIT 1" if message_id is None else "AND id=?"
-    messages = store.query(f"SELECT * FROM messages WHERE ticket_id=? AND kind='customer' {where}",
-                           (ticket_id,) if message_id is None else (ticket_id, message_id))
-    if not messages:
+    message = customer_message(store, ticket_id, message_id)
+    if message is None:
         return "nothing to notify"
     watchers = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
     mail: OutgoingMail
@@ -101,7 +102,7 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
         due = datetime.fromisoformat(ticket["first_response_due"]) if ticket["first_response_due"] else None
         secret = settings.routing.reply_secret or store.secret("reply_token")
         mail = build_notification(support=settings.support, ticket=ticket, tags=store.tags(ticket_id),
-                                  owner=ticket["owner"], watchers=watchers, secret=secret, message=messages[0],
+                                  owner=ticket["owner"], watchers=watchers, secret=secret, message=message,
                                   due=due, why=why, now=now)
         kind, note = "notification", f"owner {ticket['owner']} notified"
     else:

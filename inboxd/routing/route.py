@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from inboxd.errors import FileProblems
 from inboxd.routing.agents import STRATEGIES, Directory
+from inboxd.tomlfile import locate, read_toml, top_level_line
 from inboxd.triage.rules import CATEGORIES, PRIORITIES, text_matcher
-from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
 
 ROUTE_KEYS = {"name", "when", "team", "owner", "strategy", "cc", "sla", "continue"}
 LIST_CONDITIONS = ("category", "tags", "priority", "language", "sender", "domain", "mailbox")
@@ -175,15 +177,13 @@ def _compile(path: Path, text: str, i: int, spec: Any, directory: Directory, pol
         elif key == "vip":
             if not isinstance(value, bool):
                 raise fail(key, "when.vip must be true or false")
-            checks.append(lambda ctx, want=value: (("vip" in ctx.tags) == want,
-                                                    f"sender {'is' if 'vip' in ctx.tags else 'is not'} VIP"))
+            checks.append(partial(_vip_check, value))
         elif key in ("subject", "body"):
             checks.append(_text_check(key, value, fail))
         elif key == "hours":
             if value not in ("business", "outside"):
                 raise fail(key, "when.hours must be \"business\" or \"outside\"")
-            checks.append(lambda ctx, want=value: (ctx.business_hours == (want == "business"),
-                                                    f"{'inside' if ctx.business_hours else 'outside'} business hours"))
+            checks.append(partial(_hours_check, value))
         else:
             raise fail(key, f"unknown condition '{key}'; conditions: {', '.join(CONDITIONS)}")
     team, owner, strategy, sla = (spec.get(k) for k in ("team", "owner", "strategy", "sla"))
@@ -228,3 +228,12 @@ def load_routes(path: Path, directory: Directory, policies: set[str]) -> tuple[R
     if problems:
         raise FileProblems(problems)
     return tuple(routes)
+
+
+def _vip_check(want: bool, ctx: RouteContext) -> tuple[bool, str]:
+    return ("vip" in ctx.tags) == want, f"sender {'is' if 'vip' in ctx.tags else 'is not'} VIP"
+
+
+def _hours_check(want: str, ctx: RouteContext) -> tuple[bool, str]:
+    return ctx.business_hours == (want == "business"), \
+        f"{'inside' if ctx.business_hours else 'outside'} business hours"

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime, get_timezone_gmt, get_timezone_location
 
+from inboxd.errors import InvalidSetting
+
 Ranges = tuple[tuple[time, time], ...]
 Interval = tuple[datetime, datetime]
 
@@ -50,7 +52,7 @@ class Duration:
 
     def __post_init__(self) -> None:
         if self.minutes < 0 or self.days < 0 or not (self.minutes or self.days):
-            raise ValueError("a duration must be longer than zero")
+            raise InvalidSetting("a duration must be longer than zero")
 
 
 def parse_duration(text: str) -> Duration:
@@ -58,19 +60,19 @@ def parse_duration(text: str) -> Duration:
     hint = f"'{text}' is not a duration: write it like 30m, 4h, 1h30m or 2d"
     lowered = text.strip().lower()
     if not _DURATION.fullmatch(lowered):
-        raise ValueError(hint)
+        raise InvalidSetting(hint)
     minutes = days = 0
     for number, unit in _PART.findall(lowered):
         if unit not in _UNIT_MINUTES:
-            raise ValueError(hint)
+            raise InvalidSetting(hint)
         if _UNIT_MINUTES[unit]:
             minutes += int(number) * _UNIT_MINUTES[unit]
         else:
             days += int(number)
     if not (minutes or days):
-        raise ValueError(f"'{text}' is zero: a target must be longer, e.g. 30m or 4h")
+        raise InvalidSetting(f"'{text}' is zero: a target must be longer, e.g. 30m or 4h")
     if days > 366 or minutes > 366 * 24 * 60:
-        raise ValueError(f"'{text}' is too long: keep targets under a year")
+        raise InvalidSetting(f"'{text}' is too long: keep targets under a year")
     return Duration(minutes=minutes, days=days)
 
 
@@ -97,10 +99,10 @@ def _normalise(ranges: Iterable[tuple[time, time]]) -> Ranges:
     for start, end in sorted(ranges, key=lambda r: r[0]):
         name = f"{_clock(start)}-{_clock(end)}"
         if _since_midnight(end, end=True) <= _since_midnight(start):
-            raise ValueError(f"'{name}' ends before it starts: write the earlier time first, e.g. "
+            raise InvalidSetting(f"'{name}' ends before it starts: write the earlier time first, e.g. "
                              "09:00-18:00 (to stay open past midnight, end at 24:00 and open again at 00:00)")
         if merged and _since_midnight(start) < _since_midnight(merged[-1][1], end=True):
-            raise ValueError(f"'{_clock(merged[-1][0])}-{_clock(merged[-1][1])}' and '{name}' overlap")
+            raise InvalidSetting(f"'{_clock(merged[-1][0])}-{_clock(merged[-1][1])}' and '{name}' overlap")
         if merged and start == merged[-1][1]:
             merged[-1] = (merged[-1][0], end)
         else:
@@ -111,15 +113,15 @@ def _normalise(ranges: Iterable[tuple[time, time]]) -> Ranges:
 def parse_hours(ranges: list[str]) -> Ranges:
     """Read opening hours like ["09:00-12:00", "13:00-18:00"]; "24:00" ends a range at midnight."""
     if not ranges:
-        raise ValueError("no opening hours given: write them like 09:00-18:00")
+        raise InvalidSetting("no opening hours given: write them like 09:00-18:00")
     parsed: list[tuple[time, time]] = []
     for text in ranges:
         m = _RANGE.fullmatch(text)
         if not m:
-            raise ValueError(f"'{text}' is not a time range: write it like 09:00-18:00")
+            raise InvalidSetting(f"'{text}' is not a time range: write it like 09:00-18:00")
         h1, m1, h2, m2 = map(int, m.groups())
         if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
-            raise ValueError(f"'{text}' has an impossible time: use times from 00:00 to 24:00")
+            raise InvalidSetting(f"'{text}' has an impossible time: use times from 00:00 to 24:00")
         parsed.append((time(h1, m1), time(h2 % 24, m2)))
     return _normalise(parsed)
 
@@ -128,12 +130,12 @@ def _zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone '{tz}': use a name like Asia/Taipei or Europe/London") from None
+        raise InvalidSetting(f"unknown time zone '{tz}': use a name like Asia/Taipei or Europe/London") from None
 
 
 def _utc(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"{dt} has no time zone; business time needs an aware datetime")
+        raise InvalidSetting(f"{dt} has no time zone; business time needs an aware datetime")
     return dt.astimezone(UTC)
 
 
@@ -143,14 +145,14 @@ def _walk(intervals: Iterable[Interval], amount: timedelta) -> datetime:
         if amount <= end - start:
             return start + amount
         amount -= end - start
-    raise ValueError("there are not enough opening hours to count that far")
+    raise InvalidSetting("there are not enough opening hours to count that far")
 
 
 def _parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"'{text}' is not a date: write it like 2024-10-10") from None
+        raise InvalidSetting(f"'{text}' is not a date: write it like 2024-10-10") from None
 
 
 def _parse_days(names: Iterable[str]) -> set[int]:
@@ -160,7 +162,7 @@ def _parse_days(names: Iterable[str]) -> set[int]:
         for number, full in enumerate(DAY_NAMES):
             if key in (full, full[:3]):
                 return number
-        raise ValueError(f"'{name}' is not a day of the week: use mon, tue, wed, thu, fri, sat or sun")
+        raise InvalidSetting(f"'{name}' is not a day of the week: use mon, tue, wed, thu, fri, sat or sun")
 
     days: set[int] = set()
     for name in names:
@@ -189,13 +191,13 @@ class BusinessCalendar:
         zone = _zone(self.tz)
         weekly = {day: _normalise(r) for day, r in self.weekly.items()}
         if bad := [day for day in weekly if day not in range(7)]:
-            raise ValueError(f"weekday {bad[0]!r} is not a number from 0 (Monday) to 6 (Sunday)")
+            raise InvalidSetting(f"weekday {bad[0]!r} is not a number from 0 (Monday) to 6 (Sunday)")
         extra = {day: _normalise(r) for day, r in self.extra_workdays.items()}
         holidays = frozenset(self.holidays)
         if both := sorted(holidays & extra.keys()):
-            raise ValueError(f"{both[0]} is listed both as a holiday and as an extra workday")
+            raise InvalidSetting(f"{both[0]} is listed both as a holiday and as an extra workday")
         if not any(weekly.values()) and not any(extra.values()):
-            raise ValueError("the calendar has no opening hours")
+            raise InvalidSetting("the calendar has no opening hours")
         for name, value in (("_tzinfo", zone), ("weekly", weekly),
                             ("extra_workdays", extra), ("holidays", holidays)):
             object.__setattr__(self, name, value)
@@ -240,7 +242,7 @@ class BusinessCalendar:
                 closed = 0
                 yield day, intervals
             elif (closed := closed + 1) > MAX_CLOSED_DAYS and until is None:
-                raise ValueError(f"no opening hours in the three years up to {day}: "
+                raise InvalidSetting(f"no opening hours in the three years up to {day}: "
                                  "check the business days and holidays")
             day += ONE_DAY
 

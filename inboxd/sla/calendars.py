@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from inboxd.errors import InvalidSetting
 from inboxd.sla.businesstime import DAY_NAMES, BusinessCalendar, Ranges, parse_hours
 
 CALENDAR_KEYS = ("timezone", *(d[:3] for d in DAY_NAMES), "holidays", "holidays_file", "extra_workdays",
@@ -27,7 +28,7 @@ def holidays_from_ics(path: Path) -> set[date]:
     try:
         calendar = icalendar.Calendar.from_ical(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read holidays from {path}: {exc}") from None
+        raise InvalidSetting(f"cannot read holidays from {path}: {exc}") from None
     days: set[date] = set()
     for event in calendar.walk("VEVENT"):
         start = event.get("DTSTART")
@@ -105,4 +106,4 @@ def _texts(value: Any) -> list[str]:
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ValueError("must be a text or a list of texts")
+    raise InvalidSetting("must be a text or a list of texts")

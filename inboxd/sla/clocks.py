@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from inboxd.sla.businesstime import BusinessCalendar
 from inboxd.config import Settings
+from inboxd.sla.businesstime import BusinessCalendar
 from inboxd.store.sqlite import Store, iso
 
 KINDS = ("first_response", "next_response", "resolution")
@@ -51,9 +51,7 @@ def _calendar(settings: Settings, timer_or_policy: Timer | str) -> BusinessCalen
 
 
 def timers(store: Store, ticket_id: str, states: tuple[str, ...] = OPEN_STATES) -> list[Timer]:
-    marks = ",".join("?" * len(states))
-    return [Timer.from_row(r) for r in store.query(
-        f"SELECT * FROM sla_timers WHERE ticket_id=? AND state IN ({marks}) ORDER BY id", (ticket_id, *states))]
+    return [Timer.from_row(r) for r in store.sla.timers(ticket_id, states)]
 
 
 def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: datetime) -> datetime | None:
@@ -69,10 +67,8 @@ def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: date
     due = calendar.add(now, target)
     total = calendar.business_minutes_between(now, due)
     with store.tx():
-        store.conn.execute(
-            "INSERT INTO sla_timers (ticket_id, kind, policy, calendar, state, started_at, due_at, total_minutes) "
-            "VALUES (?,?,?,?,'running',?,?,?)", (ticket_id, kind, policy_name, policy.calendar, iso(now), iso(due),
-                                                  total))
+        store.sla.start_timer(ticket_id, kind, policy=policy_name, calendar=policy.calendar, started_at=now,
+                              due_at=due, total_minutes=total)
         store.log_event(ticket_id, "sla_started", now, timer=kind, policy=policy_name, due=iso(due))
     return due
 
@@ -85,8 +81,7 @@ def stop(store: Store, ticket_id: str, kinds: tuple[str, ...], now: datetime) ->
             else:
                 met = timer.due_at is not None and now <= timer.due_at
             with store.tx():
-                store.conn.execute("UPDATE sla_timers SET state='stopped', stopped_at=?, met=? WHERE id=?",
-                                   (iso(now), int(met), timer.id))
+                store.sla.stop_timer(timer.id, now, met=met)
                 store.log_event(timer.ticket_id, "sla_met" if met else "sla_stopped_late", now, timer=timer.kind)
 
 
@@ -94,15 +89,13 @@ def pause(store: Store, settings: Settings, ticket_id: str, now: datetime) -> No
     for timer in timers(store, ticket_id, ("running",)):
         assert timer.due_at is not None
         remaining = _calendar(settings, timer).business_minutes_between(now, timer.due_at)
-        store.conn.execute("UPDATE sla_timers SET state='paused', remaining_minutes=? WHERE id=?",
-                           (remaining, timer.id))
+        store.sla.pause_timer(timer.id, remaining)
 
 
 def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
     for timer in timers(store, ticket_id, ("paused",)):
         due = _calendar(settings, timer).add_time(now, timedelta(minutes=timer.remaining_minutes or 0))
-        store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=?, "
-                           "next_alert_at=NULL WHERE id=?", (iso(due), timer.id))  # the watch places its alerts anew
+        store.sla.resume_timer(timer.id, due)
 
 
 def change_status(store: Store, settings: Settings, ticket_id: str, status: str, now: datetime, *,

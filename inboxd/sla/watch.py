@@ -16,16 +16,15 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from inboxd.routing.assign import Routing
-from inboxd.sla.businesstime import BusinessCalendar, format_due
 from inboxd.config import Settings
 from inboxd.log import log
 from inboxd.reply.notify import internal_mail
+from inboxd.routing.assign import Routing
+from inboxd.sla.businesstime import BusinessCalendar, format_due
 from inboxd.sla.clocks import Timer
 from inboxd.store.sqlite import Store, iso
 
 logger = logging.getLogger("inboxd.watch")
-NEVER = "9999-12-31T00:00:00+00:00"  # next_alert_at of a clock whose alerts have all gone out
 LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 
@@ -77,21 +76,12 @@ class Watch:
         digest = repr((sla.warn_at, [(d.minutes, d.days, role) for d, role in sla.escalation],
                        sorted((n, repr(sorted(c.weekly.items())), sorted(c.holidays))
                               for n, c in self.settings.calendars.items())))
-        with self.store.tx():
-            rows = self.store.query("SELECT value FROM meta WHERE key='sla_levels'")
-            if rows and rows[0]["value"] == digest:
-                return
-            self.store.conn.execute("UPDATE sla_timers SET next_alert_at=NULL WHERE state='running'")
-            self.store.conn.execute("INSERT INTO meta (key, value) VALUES ('sla_levels', ?) ON CONFLICT (key) "
-                                    "DO UPDATE SET value=excluded.value", (digest,))
+        self.store.sla.forget_placements_unless(digest)
 
     def check(self, now: datetime) -> int:
         """Queue every alert whose time has come; returns how many were queued."""
-        # Only clocks with an alert due (or never placed): placing alert times costs calendar arithmetic.
-        rows = self.store.query("SELECT * FROM sla_timers WHERE state='running' AND (next_alert_at IS NULL OR "
-                                "next_alert_at<=?) ORDER BY due_at", (iso(now),))
         queued = 0
-        for timer in map(Timer.from_row, rows):
+        for timer in map(Timer.from_row, self.store.sla.running_with_alert_due(now)):
             if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
                 log(logger, logging.WARNING, "sla_calendar_missing", ticket=timer.ticket_id, calendar=timer.calendar,
                     note="using the [support] calendar for this clock")
@@ -101,18 +91,16 @@ class Watch:
 
     def _check_timer(self, timer: Timer, now: datetime) -> int:
         store = self.store
-        done = {r["level"] for r in store.query("SELECT level FROM sla_alerts WHERE timer_id=?", (timer.id,))}
+        done = store.sla.levels_done(timer.id)
         pending = [lv for lv in levels(self.settings, timer) if lv.name not in done]
         passed = [lv for lv in pending if lv.at <= now]
         upcoming = min((lv.at for lv in pending if lv.at > now), default=None)
-        next_alert = iso(upcoming) if upcoming else NEVER
         warnings = [lv for lv in passed if not lv.name.startswith("escalate")]
         send = ([warnings[-1]] if warnings else []) + [lv for lv in passed if lv.name.startswith("escalate")]
         with store.tx():
-            store.conn.execute("UPDATE sla_timers SET next_alert_at=? WHERE id=?", (next_alert, timer.id))
+            store.sla.set_next_alert(timer.id, upcoming)
             for level in warnings[:-1]:  # passed while inboxd was down, outranked by a later level
-                store.conn.execute("INSERT OR IGNORE INTO sla_alerts (ticket_id, timer_id, level, at, recipients, "
-                                   "sent) VALUES (?,?,?,?,'[]',0)", (timer.ticket_id, timer.id, level.name, iso(now)))
+                store.sla.record_superseded(timer.ticket_id, timer.id, level.name, now)
             for level in send:
                 self._alert(timer, level, now)
         return len(send)
@@ -164,9 +152,7 @@ class Watch:
             store.enqueue(ticket_id=ticket["ticket_id"], kind="webhook",
                           message_id=f"<webhook.{timer.id}.{level.name}@inboxd>", mail_from="",
                           recipients=[settings.sla.webhook_url], raw=json.dumps(payload).encode(), now=now)
-        store.conn.execute("INSERT INTO sla_alerts (ticket_id, timer_id, level, at, recipients, sent) "
-                           "VALUES (?,?,?,?,?,1)", (ticket["ticket_id"], timer.id, level.name, iso(now),
-                                                    json.dumps(recipients)))
+        store.sla.record_sent(ticket["ticket_id"], timer.id, level.name, now, recipients)
         store.log_event(ticket["ticket_id"], "sla_alert", now, timer=timer.kind, level=level.name,
                         recipients=recipients)
         log(logger, logging.WARNING if level.name != "breach" else logging.ERROR, "sla_alert",

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
-from inboxd.sla import clocks as sla
+from inboxd.config import Settings
+from inboxd.log import log
+from inboxd.mail.compose import address, compose
+from inboxd.model import ParsedMessage
 from inboxd.reply.acknowledge import OutgoingMail
+from inboxd.reply.notify import internal_mail, parse_reply_address
+from inboxd.reply.render import one_line
 from inboxd.routing.agents import Agent
 from inboxd.routing.assign import Routing, notify_owner
-from inboxd.triage.commands import HELP, Command, parse_commands
-from inboxd.mail.compose import address, compose
-from inboxd.config import Settings
-from inboxd.triage.identity import AgentMail
-from inboxd.log import log
-from inboxd.model import ParsedMessage
-from inboxd.reply.notify import internal_mail, parse_reply_address
-from inboxd.triage.quotes import reply_text
-from inboxd.reply.render import one_line
+from inboxd.sla import clocks as sla
+from inboxd.store.messages import agent_mail_stored, reply_anchor
 from inboxd.store.sqlite import RawRow, Store, iso
+from inboxd.triage.commands import HELP, Command, parse_commands
+from inboxd.triage.identity import AgentMail
+from inboxd.triage.quotes import reply_text
 from inboxd.triage.thread import subject_tags
 
 logger = logging.getLogger("inboxd.relay")
@@ -55,7 +55,8 @@ def attachments_of(raw: bytes) -> list[FileAttachment]:
         name = part.get_filename()
         if part.is_multipart() or not name or part.get_content_type() == "message/rfc822":
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         total += len(data)
         if total > MAX_ATTACHMENT_BYTES:
             break
@@ -106,8 +107,7 @@ class AgentReplies:
     def handle(self, row: RawRow, parsed: ParsedMessage, who: AgentMail, now: datetime) -> dict[str, object]:
         store, agent = self.store, who.agent
         with store.tx():
-            if parsed.message_id and store.query("SELECT 1 FROM messages WHERE message_id=? AND from_addr=? "
-                                                 "AND kind='agent'", (parsed.message_id, agent.email)):
+            if parsed.message_id and agent_mail_stored(store, parsed.message_id, agent.email):
                 store.finish_raw(row.id, "duplicate", now=now)  # e.g. sent to both Reply-To and support@
                 return {"action": "duplicate_agent_mail", "agent": agent.email}
             ticket_id = self._ticket_for(parsed, who)
@@ -191,10 +191,7 @@ class AgentReplies:
         to = [ticket["requester"]]
         cc = [a for a, role in people.items() if role == "cc" and a not in internal and a not in to
               and parse_reply_address(a, support.address) is None]
-        latest = store.query("SELECT message_id, \"references\" FROM messages WHERE ticket_id=? AND direction='in' "
-                             "AND kind='customer' AND message_id IS NOT NULL ORDER BY id DESC LIMIT 1", (ticket_id,))
-        in_reply_to = latest[0]["message_id"] if latest else None
-        references = _json_list(latest[0]["references"]) if latest else []
+        in_reply_to, references = reply_anchor(store, ticket_id) or (None, [])
         mail = build_reply(settings=self.settings, agent=agent, ticket=ticket, text=text, to=to, cc=cc,
                            in_reply_to=in_reply_to, references=references, files=attachments_of(row.raw), now=now)
         store.enqueue(ticket_id=ticket_id, kind="reply", message_id=mail.message_id, mail_from=mail.mail_from,
@@ -219,7 +216,3 @@ def record_answer(store: Store, settings: Settings, ticket_id: str, agent: str, 
     if not status_set and ticket["status"] == "new":
         sla.change_status(store, settings, ticket_id, "open", now, actor=agent)
     store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket["first_response_at"])
-
-
-def _json_list(value: str | None) -> list[str]:
-    return list(json.loads(value)) if value else []

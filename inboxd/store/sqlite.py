@@ -16,10 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlite_utils import Database
+
+from inboxd.errors import StoreBusy, StoreError
+
+if TYPE_CHECKING:
+    from inboxd.store.sla import SlaRepository
 
 MIGRATIONS = ("""
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -161,21 +167,41 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Database]:
-        """A write transaction; nested calls join the outer one."""
+        """A write transaction; nested calls join the outer one. sqlite3 errors leave as StoreError.
+
+        BEGIN/COMMIT are written here rather than with sqlite-utils' ``atomic()``: inboxd
+        needs ``BEGIN IMMEDIATE`` (take the write lock first, so two writers queue on the busy
+        timeout instead of one failing at its first write), which ``atomic()`` does not offer.
+        """
         if self.conn.in_transaction:
             yield self.db
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
         try:
             yield self.db
-        except BaseException:
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc) from exc
             raise
-        self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        return list(self.db.query(sql, params))
+        try:
+            return list(self.db.query(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    @cached_property
+    def sla(self) -> SlaRepository:
+        """The SLA clocks' SQL, in its own module (imported here because it imports this one)."""
+        from inboxd.store.sla import SlaRepository
+
+        return SlaRepository(self)
 
     # --- fetch side -------------------------------------------------------------------
 
@@ -219,12 +245,23 @@ class Store:
         return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
                        json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
 
+    def claim_raw(self, ids: list[int]) -> None:
+        """Count a try on each message before work on it begins, so a crash is counted (poison limit)."""
+        if ids:
+            with self.tx():
+                self.conn.executemany("UPDATE raw_messages SET attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
+
     def finish_raw(self, raw_id: int, state: str, *, ticket_id: str | None = None,
                    error: str | None = None, now: datetime) -> None:
         with self.tx():
-            self.conn.execute("UPDATE raw_messages SET state=?, ticket_id=?, error=?, processed_at=?, "
-                              "attempts=attempts+1 WHERE id=?",
+            self.conn.execute("UPDATE raw_messages SET state=?, ticket_id=?, error=?, processed_at=? WHERE id=?",
                               (state, ticket_id, error, iso(now), raw_id))
+
+    def ticket_with_same_bytes(self, raw_id: int) -> str | None:
+        """The ticket of an earlier stored copy with exactly these bytes (the same mail fetched twice)."""
+        rows = self.query("SELECT ticket_id FROM raw_messages WHERE sha256 = (SELECT sha256 FROM "
+                          "raw_messages WHERE id=?) AND id!=? AND ticket_id IS NOT NULL LIMIT 1", (raw_id, raw_id))
+        return rows[0]["ticket_id"] if rows else None
 
     def unflagged(self, account: str, folder: str) -> list[dict[str, Any]]:
         """Processed mail whose IMAP keyword has not been set yet."""
@@ -286,6 +323,14 @@ class Store:
         marks = ",".join("?" * len(ids))
         rows = self.query(f"SELECT ticket_id, direction FROM messages WHERE message_id IN ({marks})", tuple(ids))
         return [(r["ticket_id"], r["direction"]) for r in rows]
+
+    def unanswered(self, ticket_id: str) -> int:
+        """Customer mails on the ticket since the team last wrote (acknowledgements do not count)."""
+        rows = self.query(
+            "SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in' AND id > COALESCE("
+            "(SELECT MAX(id) FROM messages WHERE ticket_id=? AND direction='out' AND kind!='ack'), 0)",
+            (ticket_id, ticket_id))
+        return int(rows[0]["n"])
 
     def inbound_duplicate(self, message_id: str, from_addr: str) -> str | None:
         """Ticket of an earlier copy of the same customer mail (same Message-ID and sender)."""
@@ -386,6 +431,10 @@ class Store:
                 "next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)",
                 (ticket_id, kind, message_id, mail_from, json.dumps(recipients), raw, iso(now), iso(now)))
 
+    def is_outgoing(self, message_id: str) -> bool:
+        """Whether inboxd itself queued a mail with this Message-ID (its copy in the Sent folder is no answer)."""
+        return bool(self.query("SELECT 1 FROM outbox WHERE message_id=?", (message_id,)))
+
     def acks_sent_to(self, address: str, since: datetime) -> int:
         """Acknowledgements queued for ``address`` since ``since`` (for the hourly limit)."""
         rows = self.query("SELECT COUNT(*) AS n FROM outbox WHERE kind='ack' AND recipients=? "
@@ -436,6 +485,13 @@ class Store:
             "mailboxes": self.query("SELECT account, folder, uidvalidity, last_uid, last_fetch_at, last_error "
                                     "FROM checkpoints ORDER BY account, folder"),
         }
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    """sqlite3's error as inboxd's: StoreBusy when another process holds the lock (by error code)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    busy = code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return (StoreBusy if busy else StoreError)(f"{type(exc).__name__}: {exc}")
 
 
 def _statements(script: str) -> list[str]:

@@ -16,6 +16,7 @@ import string
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from charset_normalizer import from_bytes
 
@@ -98,7 +99,8 @@ def _jis_to_sjis(chunk: bytes) -> bytearray:
 def _find_cp50221(name: str) -> codecs.CodecInfo | None:
     if name != "cp50221":
         return None
-    return codecs.CodecInfo(codecs.lookup("iso2022_jp").encode, _decode_cp50221, name="cp50221")
+    decode: Any = _decode_cp50221  # typeshed wants a Buffer-typed positional signature; bytes is what arrives
+    return codecs.CodecInfo(codecs.lookup("iso2022_jp").encode, decode, name="cp50221")
 
 
 # Registered so that charset_used="cp50221" can be decoded again by any later stage.
@@ -196,12 +198,11 @@ def decode_bytes(data: bytes, label: str | None) -> Decoded:
     if not chain and (chinese := _as_chinese(data)) is not None:
         return chinese
     best = from_bytes(data[:_DETECT_SAMPLE]).best()
-    codec = _codec(best.encoding) if best is not None else None
-    if codec and codec.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
-        codec = None  # a byte-order-mark lookalike in 8-bit text, not UTF-16
-    if codec is None:
-        codec = chain[0] if chain else "utf-8"
-    return Decoded(data.decode(codec, errors="replace"), codec, True)
+    detected = _codec(best.encoding) if best is not None else None
+    if detected and detected.startswith(("utf-16", "utf-32")) and b"\x00" not in data:
+        detected = None  # a byte-order-mark lookalike in 8-bit text, not UTF-16
+    fallback = detected or (chain[0] if chain else "utf-8")
+    return Decoded(data.decode(fallback, errors="replace"), fallback, True)
 
 
 @lru_cache(maxsize=1)
@@ -265,7 +266,8 @@ def _word_bytes(charset: str, encoding: str, payload: str, defects: list[str]) -
     """Payload bytes. Raw 8-bit text inside a Q word (invalid, but seen) goes back into the
     word's charset, which is what the sender's bytes were in."""
     if encoding in "bB":  # decode up to the first character that cannot be base64
-        return lenient_b64decode(_B64_RUN.match("".join(payload.split()))[0].encode(), defects)
+        run = _B64_RUN.match("".join(payload.split()))
+        return lenient_b64decode((run[0] if run else "").encode(), defects)
     codec = codec_chain(charset)[0] if ascii_compatible(charset) else "utf-8"
     data = payload.encode() if payload.isascii() else payload.encode(codec, "replace")
     return binascii.a2b_qp(data, header=True)

@@ -13,15 +13,17 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inboxd.errors import ModelError
 from inboxd.log import log
+from inboxd.tomlfile import LastGood
 from inboxd.triage.mood import assess
 from inboxd.triage.rules import MailFacts, RuleSet, apply_rules, load_rules
-from inboxd.tomlfile import LastGood
-from inboxd.triage.train import ModelError, TrainedModel, example_text, load
+from inboxd.triage.train import TrainedModel, example_text, load
 
 logger = logging.getLogger("inboxd.classify")
 NEEDS_TRIAGE = "needs-triage"
 SPAM_CONFIDENCE = 0.9
+Guess = tuple[str, float]  # the model's category and its probability
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,18 @@ class Classifier:
     def reload_rules_if_changed(self) -> bool:
         return self._rules.reload_if_changed()
 
-    def guesses(self, texts: list[str]) -> list[tuple[str, float] | None]:
-        """The model's (category, probability) for many texts at once: batching is much faster."""
+    def guesses(self, texts: list[str]) -> list[Guess | None]:
+        """The model's (category, probability) for many texts at once: batching is much faster.
+
+        Raises ModelError whatever goes wrong inside the model, so callers can fall back.
+        """
         model = self.model
         if model is None or not texts:
             return [None] * len(texts)
-        return list(model.predict(texts))
+        try:
+            return list(model.predict(texts))
+        except Exception as exc:  # scikit-learn fed with customer text can fail in many ways: all are the model's
+            raise ModelError(f"the model failed ({type(exc).__name__}: {exc})") from exc
 
     def classify(self, *, subject: str, body: str, facts: MailFacts, sender: str | None, language: str,
                  unanswered: int = 1) -> Classification:

@@ -14,9 +14,9 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from inboxd.routing.agents import Agent, Directory
 from inboxd.model import ParsedMessage
 from inboxd.reply.notify import parse_reply_address, reply_token
+from inboxd.routing.agents import Agent, Directory
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.feedparser import BytesFeedParser
 from email.message import Message
@@ -19,9 +19,11 @@ from email.parser import BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from itertools import islice
+from typing import cast
 
 from inscriptis import get_text
 
+from inboxd.model import Attachment, ParsedMessage
 from inboxd.triage.charsets import (
     Decoded,
     ascii_compatible,
@@ -30,7 +32,6 @@ from inboxd.triage.charsets import (
     is_cjk,
     lenient_b64decode,
 )
-from inboxd.model import Attachment, ParsedMessage
 
 MAX_DEPTH = 20  # multipart nesting followed; deeper parts are dropped with a defect
 MAX_HEADERS = 500  # headers kept in ParsedMessage.headers
@@ -144,7 +145,7 @@ def _all_parts(msg: Message, limit: int = 1000) -> list[Message]:
         if len(parts) >= limit:
             break
         if part.is_multipart():
-            parts.extend(part.get_payload())
+            parts.extend(cast(list[Message], part.get_payload()))
     return parts[:limit]
 
 
@@ -161,7 +162,7 @@ def _leaves(part: Message, depth: int, defects: list[str]) -> Iterator[Message]:
     elif depth >= MAX_DEPTH:
         defects.append("multipart nesting too deep: inner parts dropped")
     else:
-        for sub in part.get_payload():
+        for sub in cast(list[Message], part.get_payload()):
             yield from _leaves(sub, depth + 1, defects)
 
 
@@ -169,7 +170,7 @@ def _resplit(part: Message) -> Message | None:
     """Reparse a multipart whose declared boundary never occurs (or is missing) with the
     first delimiter-looking line of its body, as left by mailers that rewrite boundaries.
     The body is taken as is: multipart bodies are never transfer-encoded (RFC 2045 6.4)."""
-    payload = part._payload  # noqa: SLF001 - get_payload() decodes 8-bit text and can raise
+    payload = getattr(part, "_payload", None)  # not get_payload(): it decodes 8-bit text and can raise
     body = _raw(payload) if isinstance(payload, str) else b""
     found = _DELIMITER.search(body)
     if found is None:
@@ -340,7 +341,7 @@ def _date(value: str) -> datetime | None:
         date = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return date if date.tzinfo else date.replace(tzinfo=timezone.utc)
+    return date if date.tzinfo else date.replace(tzinfo=UTC)
 
 
 def _ctype(part: Message) -> str:

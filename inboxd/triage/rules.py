@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inboxd.tomlfile import FileProblems, locate, read_toml, top_level_line
+from inboxd.errors import FileProblems, RuleError
+from inboxd.tomlfile import locate, read_toml, top_level_line
 
 CATEGORIES = ("account", "billing", "refund", "shipping", "technical", "product", "complaint",
               "feedback", "spam")
@@ -42,9 +43,9 @@ OPERATORS = ("contains", "word", "regex", "is", "domain")
 ACTIONS = {"tags": list, "category": str, "priority": str, "spam": bool, "acknowledge": bool, "stop": bool}
 
 
-class RuleError(FileProblems):
-    """One or more problems in rule files, each as ``file:line: message``."""
 
+def _negated(test: Callable[[MailFacts], bool]) -> Callable[[MailFacts], bool]:
+    return lambda facts: not test(facts)
 
 @dataclass(frozen=True)
 class MailFacts:
@@ -110,7 +111,7 @@ class _Compiler:
                              else (lambda ps: lambda f: all(p(f) for p in ps))(parts))
             elif key == "not":
                 inner = self.block(value, "not")
-                tests.append(lambda f, inner=inner: not inner(f))
+                tests.append(_negated(inner))
             elif key == "header":
                 if not isinstance(value, dict) or not value:
                     raise self.fail(key, 'header conditions look like: when.header."X-Priority" = "1"')

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inboxd.errors import BadInput, ModelError
 from inboxd.triage.rules import CATEGORIES
 
 # scikit-learn and joblib are imported inside the functions that use them: importing them
@@ -30,10 +31,6 @@ from inboxd.triage.rules import CATEGORIES
 MODEL_FORMAT = 1
 MAX_TEXT = 4000
 BUNDLED_TRAINING = Path(__file__).resolve().parents[2] / "data" / "training"
-
-
-class ModelError(Exception):
-    """The model file is missing, unreadable or from an incompatible version."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +111,12 @@ def train(examples: list[Example], corrections: int = 0) -> TrainedModel:
     """Fit on the training side of ``examples`` and measure on the held-out side."""
     unknown = {e.label for e in examples} - set(CATEGORIES)
     if unknown:
-        raise ValueError(f"unknown categories in the training data: {', '.join(sorted(unknown))}")
+        raise BadInput(f"unknown categories in the training data: {', '.join(sorted(unknown))}")
     train_set = [e for e in examples if not is_held_out(e.text)]
     test_set = [e for e in examples if is_held_out(e.text)]
     counts = {label: sum(e.label == label for e in train_set) for label in {e.label for e in train_set}}
     if len(counts) < 2:
-        raise ValueError("training needs examples of at least two categories")
+        raise BadInput("training needs examples of at least two categories")
     pipeline = build_pipeline()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny sets is not actionable here
@@ -191,7 +188,7 @@ def read_examples(path: Path) -> list[Example]:
         text_key = fields.get("text") or fields.get("body") or fields.get("msg")
         label_key = fields.get("label") or fields.get("category") or fields.get("type")
         if not text_key or not label_key:
-            raise ValueError(f"{path}: a CSV needs the columns text and label")
+            raise BadInput(f"{path}: a CSV needs the columns text and label")
         for row in reader:
             out.append(Example(example_text(row.get(fields.get("subject", ""), "") or "", row[text_key] or ""),
                                (row[label_key] or "").strip()))
@@ -202,9 +199,9 @@ def read_examples(path: Path) -> list[Example]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSON: {exc}") from None
+            raise BadInput(f"{path}:{number}: not valid JSON: {exc}") from None
         if not isinstance(item, dict):
-            raise ValueError(f"{path}:{number}: each line must be a JSON object with text (or subject/body) and label")
+            raise BadInput(f"{path}:{number}: each line must be a JSON object with text (or subject/body) and label")
         text = item.get("text") if "text" in item else example_text(item.get("subject", ""), item.get("body", ""))
         out.append(Example(str(text), str(item.get("label", "")).strip()))
     return out

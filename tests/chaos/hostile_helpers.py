@@ -35,11 +35,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from imapclient import IMAPClient
-from mailservers import LOOPBACK, free_port
 from test_parse import check_invariants  # the invariants every later stage relies on
 
 from inboxd.model import ParsedMessage
 from inboxd.triage.parse import parse_message
+
+from mailservers import LOOPBACK, free_port
 
 MAIN = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_helpers import SUPPORT, Mailbox, normal_mail, write_instance
 
 from inboxd.config import Settings, load_settings
 from inboxd.daemon import Daemon
 from inboxd.store.sqlite import Store
+
+from hostile_helpers import SUPPORT, Mailbox, normal_mail, write_instance
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

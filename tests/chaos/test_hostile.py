@@ -19,6 +19,12 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inboxd.store.sqlite import Store
+from inboxd.triage.parse import MAX_HEADERS, parse_message
+
 from hostile_helpers import (
     FUZZ,
     HOSTILE,
@@ -34,11 +40,6 @@ from hostile_helpers import (
     undeclared_8bit_headers,
     write_instance,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from inboxd.triage.parse import MAX_HEADERS, parse_message
-from inboxd.store.sqlite import Store
 
 pytestmark = pytest.mark.chaos
 

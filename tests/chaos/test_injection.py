@@ -27,6 +27,11 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from inboxd.reply.render import BUNDLED_TEMPLATES
+from inboxd.store.sqlite import Store
+from inboxd.triage.parse import parse_message
+
 from hostile_helpers import (
     MAIN,
     SUPPORT,
@@ -40,10 +45,6 @@ from hostile_helpers import (
     write_instance,
 )
 from mailservers import LOOPBACK, free_port
-
-from inboxd.triage.parse import parse_message
-from inboxd.reply.render import BUNDLED_TEMPLATES
-from inboxd.store.sqlite import Store
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 

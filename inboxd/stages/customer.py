@@ -1,0 +1,211 @@
+"""Customer mail: a new ticket, or a follow-up on one, with its acknowledgement and notification.
+
+Everything one customer mail changes (the ticket, its clocks, tags, participants,
+the message, the queued acknowledgement and notification, and the raw mail's
+state) is written in ONE transaction, so a crash leaves all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from inboxd.config import Settings
+from inboxd.log import log
+from inboxd.model import ParsedMessage
+from inboxd.reply.acknowledge import build_ack, expected_reply, reply_language
+from inboxd.reply.notify import parse_reply_address
+from inboxd.reply.render import Renderer
+from inboxd.routing.assign import Routing, apply_assignment, decide, first_response_target, notify_owner
+from inboxd.routing.route import RouteContext
+from inboxd.sla import clocks
+from inboxd.sla.businesstime import Duration
+from inboxd.store.sqlite import RawRow, Store, iso
+from inboxd.triage.classify import Classification, Classifier, Guess
+from inboxd.triage.identity import Forged
+from inboxd.triage.language import detect_language
+from inboxd.triage.loops import no_ack_reason
+from inboxd.triage.mood import raise_to
+from inboxd.triage.rules import facts_from
+from inboxd.triage.thread import ThreadMatch, find_ticket
+
+logger = logging.getLogger("inboxd.pipeline")
+
+
+class CustomerMail:
+    def __init__(self, settings: Settings, store: Store, renderer: Renderer, classifier: Classifier,
+                 routing: Routing) -> None:
+        self.settings, self.store, self.renderer = settings, store, renderer
+        self.classifier, self.routing = classifier, routing
+
+    def handle(self, row: RawRow, parsed: ParsedMessage, who: Forged | None, guess: Guess | None,
+               now: datetime) -> dict[str, object]:
+        store = self.store
+        assert parsed.from_addr is not None
+        if isinstance(who, Forged):
+            log(logger, logging.WARNING, "forged_agent_mail", raw_id=row.id, claimed=who.claimed, reason=who.reason)
+        with store.tx():
+            duplicate = self._duplicate_of(row, parsed)
+            if duplicate is not None:
+                store.finish_raw(row.id, "duplicate", ticket_id=duplicate, now=now)
+                return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
+            language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
+            match = find_ticket(parsed, store, self.settings.support.ticket_prefix)
+            verdict, reason = self._classify(row, parsed, language, match.ticket_id, guess)
+            created = match.ticket_id is None
+            if match.ticket_id is None:
+                ticket_id, promise = self._new_ticket(row, parsed, language, verdict, reason, match, now)
+            else:
+                ticket_id, promise = match.ticket_id, None
+                self._follow_up(ticket_id, parsed, match.reason, verdict, now)
+            if created or reason is None:  # an auto-reply must not retag the customer's ticket
+                store.add_tags(ticket_id, verdict.tags)
+            if isinstance(who, Forged):
+                store.add_tags(ticket_id, ["suspicious"])
+                store.log_event(ticket_id, "suspicious_sender", now, claimed=who.claimed, reason=who.reason)
+            store.log_event(ticket_id, "classified", now, **_explain(verdict))
+            for address in (*parsed.to, *parsed.cc):
+                if self._customer_side(address):
+                    store.add_participant(ticket_id, address, "cc")
+            message_row = self._record(ticket_id, row, parsed, language, verdict, reason, now)
+            ack = "not needed (follow-up)"
+            if promise is not None:
+                ack = self._acknowledge(ticket_id, parsed, language, reason, *promise, now)
+            notified = "no (machine-sent or spam)"
+            if reason is None or not (verdict.spam or "auto-reply" in verdict.tags):
+                notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
+                                        why="new ticket" if created else "the customer wrote again")
+            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+        return {"action": "created" if created else "joined", "ticket": ticket_id, "from": parsed.from_addr,
+                "language": language, "charset": parsed.charset_used, "category": verdict.category,
+                "priority": verdict.priority, "ack": ack, "notified": notified, "thread": match.reason}
+
+    def _new_ticket(self, row: RawRow, parsed: ParsedMessage, language: str, verdict: Classification,
+                    reason: str | None, match: ThreadMatch, now: datetime) -> tuple[str, tuple[datetime, Duration]]:
+        """Create, route and assign the ticket and start its clocks; returns it and (due, target) to promise."""
+        store, support = self.store, self.settings.support
+        assert parsed.from_addr is not None
+        ticket_id = store.create_ticket(support.ticket_prefix, subject=parsed.subject, requester=parsed.from_addr,
+                                        requester_name=parsed.from_name, language=language, now=now,
+                                        follow_up_of=match.follow_up_of)
+        store.log_event(ticket_id, "created", now, actor=parsed.from_addr, reason=match.reason,
+                        follow_up_of=match.follow_up_of)
+        store.update_ticket(ticket_id, now, category=verdict.category, confidence=verdict.confidence,
+                            priority=verdict.priority, spam=int(verdict.spam))
+        assignment = decide(self.routing, self._context(row, parsed, verdict, now), store)
+        if reason is not None and "auto-reply" in verdict.tags:
+            assignment = replace(assignment, owner=None, reason="machine-sent mail stays on the team queue")
+        apply_assignment(store, ticket_id, assignment, now)
+        target = first_response_target(self.settings, assignment.sla, verdict.priority)
+        due = clocks.start(store, self.settings, ticket_id, "first_response", now) or \
+            expected_reply(support, now, target)  # the promise in the acknowledgement is the SLA clock
+        clocks.start(store, self.settings, ticket_id, "resolution", now)
+        store.update_ticket(ticket_id, now, first_response_due=iso(due))
+        return ticket_id, (due, target)
+
+    def _context(self, row: RawRow, parsed: ParsedMessage, verdict: Classification, now: datetime) -> RouteContext:
+        return RouteContext(category=verdict.category, tags=verdict.tags, priority=verdict.priority,
+                            language=verdict.language, sender=parsed.from_addr or "", subject=parsed.subject,
+                            body=parsed.text, mailbox=(row.account, row.folder), at=now,
+                            business_hours=self.settings.support.calendar.is_open(now))
+
+    def _classify(self, row: RawRow, parsed: ParsedMessage, language: str, ticket_id: str | None,
+                  guess: Guess | None) -> tuple[Classification, str | None]:
+        """The classification, and why the mail must get no acknowledgement (None if it may)."""
+        facts = facts_from(from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, subject=parsed.subject,
+                           body=parsed.text, language=language, mailbox=(row.account, row.folder),
+                           attachments=[(a.filename, a.content_type) for a in parsed.attachments],
+                           headers=parsed.headers)
+        unanswered = 1 + (self.store.unanswered(ticket_id) if ticket_id else 0)
+        verdict = self.classifier.decide(subject=parsed.subject, body=parsed.text, facts=facts,
+                                         sender=parsed.from_addr, language=language, unanswered=unanswered,
+                                         guess=guess)
+        reason = no_ack_reason(parsed, self.settings.support.own_addresses)
+        if reason is not None:  # machine-sent mail: its wording says nothing about urgency
+            tags = tuple(t for t in verdict.tags if t not in ("urgent", "angry")) + ("auto-reply",)
+            return replace(verdict, priority="low", tags=tags), reason
+        if not verdict.acknowledge:
+            reason = "classified as spam" if verdict.spam else \
+                f"turned off by rule: {', '.join(verdict.rules_fired)}"
+        return verdict, reason
+
+    def _customer_side(self, address: str) -> bool:
+        """Whether a copied address may receive answers: not us, not an agent, not a reply token."""
+        support = self.settings.support
+        return (address not in support.own_addresses and address not in self.routing.directory.agents
+                and parse_reply_address(address, support.address) is None)
+
+    def _duplicate_of(self, row: RawRow, parsed: ParsedMessage) -> str | None:
+        """The ticket that already holds this very mail (same Message-ID and sender, or same bytes)."""
+        assert parsed.from_addr is not None
+        if parsed.message_id:
+            found = self.store.inbound_duplicate(parsed.message_id, parsed.from_addr)
+            if found:
+                return found
+        return self.store.ticket_with_same_bytes(row.id)
+
+    def _follow_up(self, ticket_id: str, parsed: ParsedMessage, reason: str, verdict: Classification,
+                   now: datetime) -> None:
+        """A customer wrote again: a resolved or pending ticket needs attention again, maybe sooner."""
+        store = self.store
+        ticket = store.ticket(ticket_id)
+        assert ticket is not None
+        status = ticket["status"]
+        priority = raise_to(ticket["priority"], verdict.priority)
+        if priority != ticket["priority"]:
+            store.update_ticket(ticket_id, now, priority=priority)
+            store.log_event(ticket_id, "priority_raised", now, old=ticket["priority"], new=priority,
+                            signals=list(verdict.signals))
+        if status in ("resolved", "pending"):
+            store.log_event(ticket_id, "reopened" if status == "resolved" else "customer_replied", now,
+                            actor=parsed.from_addr or "", previous_status=status)
+        clocks.customer_wrote(store, self.settings, ticket_id, now)
+        store.update_ticket(ticket_id, now)
+        store.log_event(ticket_id, "message_added", now, actor=parsed.from_addr or "", reason=reason)
+
+    def _record(self, ticket_id: str, row: RawRow, parsed: ParsedMessage, language: str, verdict: Classification,
+                reason: str | None, now: datetime) -> int:
+        """The customer's message on the ticket, with how it was decoded and classified."""
+        return self.store.add_message(
+            ticket_id, direction="in", kind="customer", now=now, raw_id=row.id,
+            message_id=parsed.message_id, in_reply_to=parsed.in_reply_to, references=parsed.references,
+            from_addr=parsed.from_addr, from_name=parsed.from_name, to_addrs=parsed.to,
+            cc_addrs=parsed.cc, subject=parsed.subject, body=parsed.text,
+            attachments=[a.__dict__ for a in parsed.attachments], language=language,
+            charset_declared=parsed.charset_declared, charset_used=parsed.charset_used,
+            charset_guessed=int(parsed.charset_guessed), defects=parsed.defects, no_ack_reason=reason,
+            classification=json.dumps(_explain(verdict), ensure_ascii=False))
+
+    def _acknowledge(self, ticket_id: str, parsed: ParsedMessage, language: str, reason: str | None,
+                     due: datetime, target: Duration, now: datetime) -> str:
+        """Queue the acknowledgement unless loop protection or the hourly limit says no."""
+        store, support = self.store, self.settings.support
+        assert parsed.from_addr is not None
+        if reason is None and store.acks_sent_to(parsed.from_addr, now - timedelta(hours=1)) >= \
+                support.ack_limit_per_hour:
+            reason = f"more than {support.ack_limit_per_hour} acknowledgements to this sender in an hour"
+        if reason is not None:
+            store.log_event(ticket_id, "ack_suppressed", now, reason=reason)
+            return f"suppressed: {reason}"
+        lang = reply_language(language, support.default_language)
+        mail = build_ack(ticket_id=ticket_id, parsed=parsed, language=lang, support=support,
+                         renderer=self.renderer, due=due, target=target, now=now)
+        store.enqueue(ticket_id=ticket_id, kind="ack", message_id=mail.message_id, mail_from=mail.mail_from,
+                      recipients=list(mail.recipients), raw=mail.raw, now=now)
+        store.add_message(ticket_id, direction="out", kind="ack", now=now, message_id=mail.message_id,
+                          in_reply_to=[parsed.message_id] if parsed.message_id else [],
+                          from_addr=support.address, from_name=support.name, to_addrs=mail.recipients,
+                          subject=mail.subject, body=mail.text, language=lang)
+        store.log_event(ticket_id, "ack_queued", now, message_id=mail.message_id, due=iso(due), language=lang)
+        return "queued"
+
+
+def _explain(c: Classification) -> dict[str, Any]:
+    """The classification as stored on the message and in the event log: what, and why."""
+    return {"category": c.category, "confidence": c.confidence, "source": c.source, "priority": c.priority,
+            "tags": list(c.tags), "spam": c.spam, "language": c.language, "rules_fired": list(c.rules_fired),
+            "signals": list(c.signals), "model_version": c.model_version,
+            "model_guess": list(c.model_guess) if c.model_guess else None}

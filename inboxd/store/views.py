@@ -1,0 +1,113 @@
+"""Read-only queries behind the ``inboxd`` commands and the demo report.
+
+They return rows as stored (JSON columns still text), so each command decides
+how to show them; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from inboxd.store.sqlite import Store, iso
+
+
+def ticket_list(store: Store, status: str | None = None) -> list[dict[str, Any]]:
+    """The columns `tickets list` shows, newest ticket first, optionally of one status."""
+    sql = ("SELECT ticket_id, status, priority, category, requester, language, subject, created_at, updated_at "
+           "FROM tickets")
+    return store.query(sql + (" WHERE status=?" if status else "") + " ORDER BY id DESC", (status,) if status else ())
+
+
+def ticket_messages(store: Store, ticket_id: str) -> list[dict[str, Any]]:
+    """A ticket's messages in arrival order, without their raw mail (`tickets show` prints them)."""
+    return store.query("SELECT id, direction, kind, message_id, from_addr, from_name, to_addrs, cc_addrs, "
+                       "subject, body, attachments, language, charset_declared, charset_used, "
+                       "charset_guessed, defects, no_ack_reason, classification, created_at FROM messages "
+                       "WHERE ticket_id=? ORDER BY id", (ticket_id,))
+
+
+def ticket_events(store: Store, ticket_id: str) -> list[dict[str, Any]]:
+    """A ticket's event log in the order it was written."""
+    return store.query("SELECT at, kind, actor, detail FROM events WHERE ticket_id=? ORDER BY id", (ticket_id,))
+
+
+def sla_timers(store: Store, ticket_id: str) -> list[dict[str, Any]]:
+    """Every clock of a ticket, stopped ones too, in the order they started (`sla show`)."""
+    return store.query("SELECT * FROM sla_timers WHERE ticket_id=? ORDER BY id", (ticket_id,))
+
+
+def sla_alerts(store: Store, ticket_id: str) -> list[dict[str, Any]]:
+    """A ticket's SLA alerts, sent and superseded, in the order they fired (`sla show`)."""
+    return store.query("SELECT level, at, recipients, sent FROM sla_alerts WHERE ticket_id=? ORDER BY id",
+                       (ticket_id,))
+
+
+def running_timers(store: Store) -> list[dict[str, Any]]:
+    """Every running clock with its ticket's subject, owner and priority, soonest due first (`sla at-risk`)."""
+    return store.query("SELECT c.*, t.subject, t.owner, t.priority FROM sla_timers c JOIN tickets t "
+                       "ON t.ticket_id=c.ticket_id WHERE c.state='running' ORDER BY c.due_at")
+
+
+def demo_tickets(store: Store) -> list[dict[str, Any]]:
+    """Every ticket in the order it was opened, with what the demo report prints of it."""
+    return store.query("SELECT ticket_id, status, language, requester, subject, category, priority, team, "
+                       "owner FROM tickets ORDER BY id")
+
+
+def inbound_count(store: Store, ticket_id: str) -> int:
+    """How many mails came in on a ticket (customer and agent mail)."""
+    return int(store.query("SELECT COUNT(*) n FROM messages WHERE ticket_id=? AND direction='in'",
+                           (ticket_id,))[0]["n"])
+
+
+def ack_events(store: Store, ticket_id: str) -> list[dict[str, Any]]:
+    """The events that tell whether a ticket's acknowledgement was queued or suppressed (and why)."""
+    return store.query("SELECT kind, detail FROM events WHERE ticket_id=? AND kind IN "
+                       "('ack_queued', 'ack_suppressed')", (ticket_id,))
+
+
+def outbox_counts(store: Store) -> dict[str, int]:
+    """Outgoing mail of every state, counted by kind (ack, notification, ...)."""
+    return {r["kind"]: r["n"] for r in store.query("SELECT kind, COUNT(*) n FROM outbox GROUP BY kind")}
+
+
+def quarantined(store: Store) -> list[dict[str, Any]]:
+    """Stored mail that could not become a ticket: its IMAP UID and the reason."""
+    return store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'")
+
+
+def replay_tickets(store: Store, since: datetime) -> list[dict[str, Any]]:
+    """Tickets opened since ``since``, oldest first, with the raw bytes and mailbox of their first mail.
+
+    ``rules replay`` parses that mail again, so it classifies and routes exactly what inboxd saw.
+    """
+    return store.query("SELECT t.*, r.raw, r.account, r.folder FROM tickets t JOIN messages m ON m.id = "
+                       "(SELECT MIN(id) FROM messages WHERE ticket_id=t.ticket_id AND direction='in') "
+                       "JOIN raw_messages r ON r.id=m.raw_id WHERE t.created_at>=? ORDER BY t.id", (iso(since),))
+
+
+class HistoryBefore:
+    """The assignment history as it stood when ``ticket`` arrived: later tickets and itself do not count.
+
+    Replaying routing with today's history would let a ticket's own (or later) assignment decide it.
+    """
+
+    def __init__(self, store: Store, ticket: dict[str, Any]) -> None:
+        self.store, self.id, self.created = store, ticket["id"], ticket["created_at"]
+
+    def open_tickets(self, email: str) -> int:
+        rows = self.store.query("SELECT COUNT(*) n FROM tickets WHERE owner=? AND id<? AND status IN "
+                                "('new','open','pending')", (email, self.id))
+        return int(rows[0]["n"])
+
+    def last_assignee(self, team: str) -> str | None:
+        rows = self.store.query("SELECT json_extract(detail, '$.owner') AS owner FROM events WHERE kind='assigned' "
+                                "AND json_extract(detail, '$.team')=? AND json_extract(detail, '$.owner') IS NOT "
+                                "NULL AND at<? ORDER BY id DESC LIMIT 1", (team, self.created))
+        return rows[0]["owner"] if rows else None
+
+    def last_owner_of(self, customer: str) -> str | None:
+        rows = self.store.query("SELECT owner FROM tickets WHERE requester=? AND owner IS NOT NULL AND id<? "
+                                "ORDER BY id DESC LIMIT 1", (customer, self.id))
+        return rows[0]["owner"] if rows else None
