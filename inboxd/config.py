@@ -21,6 +21,7 @@ from typing import Any
 from inboxd.errors import ConfigError, InvalidSetting
 from inboxd.sla.businesstime import BusinessCalendar, Duration, parse_duration
 from inboxd.sla.calendars import build_calendar
+from inboxd.tomlfile import find_line
 
 SUPPORTED_LANGUAGES = ("en", "zh-Hant", "zh-Hans")
 TLS_MODES = ("ssl", "starttls", "none")
@@ -280,34 +281,6 @@ TYPE_NAMES = {str: "text in quotes", int: "a whole number", float: "a number", b
 
 
 # --- line lookup ----------------------------------------------------------------------
-
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
-
-
-def find_line(text: str, section: str, key: str | None = None) -> int:
-    """Line number (1-based) where ``[section] key`` is written, 0 when unknown.
-
-    tomllib drops positions, so validation errors find their line again by a
-    light scan of the text: table headers and ``key =`` lines are enough for the
-    flat files inboxd reads.
-    """
-    current = ""
-    header_line = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if m := _HEADER.match(line):
-            current = m.group(1).replace(" ", "")
-            if current == section:
-                header_line = number
-            continue
-        m = _ASSIGN.match(line)
-        if m and key is not None:
-            name = m.group(1).strip("\"'")
-            full = f"{current}.{name}" if current else name
-            if full == f"{section}.{key}" or (not current and name == f"{section}.{key}"):
-                return number
-    return header_line
-
 
 # --- loading --------------------------------------------------------------------------
 

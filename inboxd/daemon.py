@@ -115,7 +115,9 @@ class Daemon:
                 error = describe(exc)
                 store.record_fetch_error(self.settings.imap.account, folder, error)
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
-        await asyncio.to_thread(self._worker(store).process_pending)
+        worker = self._worker(store)
+        await asyncio.to_thread(worker.warm_up)
+        await asyncio.to_thread(worker.process_pending)
         await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
         sender = Sender(self.settings.smtp, store, self.clock)
         report = await sender.send_due(ignore_backoff=True)
@@ -221,6 +223,7 @@ class Daemon:
             mailbox=f"{self.settings.imap.account}/{self.settings.imap.folder}")
 
         async def processing() -> None:
+            await asyncio.to_thread(worker.warm_up)
             while not stop.is_set():
                 await _wait(process_wake, RESCAN_SECONDS)
                 process_wake.clear()

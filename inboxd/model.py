@@ -1,13 +1,54 @@
-"""Plain data passed between pipeline stages.
+"""Plain data passed between pipeline stages, and the names of every state.
 
-Stages exchange frozen dataclasses rather than database rows or email.message
-objects, so each stage can be tested on its own with hand-made values.
+Stages exchange frozen dataclasses rather than email.message objects, so each
+stage can be tested on its own with hand-made values. States are StrEnums: they
+are stored and shown as the plain words ("pending"), and a typo is a NameError
+instead of a ticket stuck in a state nothing else knows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A mail ready for the outbox: its Message-ID is fixed before it is queued."""
+
+    message_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    raw: bytes
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"  # nobody from the team has written yet
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the customer: SLA clocks paused
+    RESOLVED = "resolved"  # a customer reply reopens it
+    CLOSED = "closed"  # a customer reply starts a new ticket
+
+
+DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+
+
+class RawState(StrEnum):
+    """Where one stored raw mail is: waiting, or finished in one of three ways."""
+
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"  # kept with its error, visible in `inboxd status`
+
+
+class TimerState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"  # the ticket is pending: the remaining business minutes are kept
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,34 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise FileProblems([f"{path}:1: cannot read the file: {exc}"]) from None
 
 
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+
+
+def find_line(text: str, section: str, key: str | None = None) -> int:
+    """Line number (1-based) where ``[section] key`` is written, 0 when unknown.
+
+    tomllib drops positions, so validation errors find their line again by a
+    light scan of the text: table headers and ``key =`` lines are enough for the
+    flat files inboxd reads.
+    """
+    current = ""
+    header_line = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _HEADER.match(line):
+            current = m.group(1).replace(" ", "")
+            if current == section:
+                header_line = number
+            continue
+        m = _ASSIGN.match(line)
+        if m and key is not None:
+            name = m.group(1).strip("\"'")
+            full = f"{current}.{name}" if current else name
+            if full == f"{section}.{key}" or (not current and name == f"{section}.{key}"):
+                return number
+    return header_line
+
+
 def top_level_line(text: str, key: str) -> int:
     """1-based line where a top-level ``key`` (a table header or an assignment) is written."""
     pattern = re.compile(rf"^\s*(\[\[?\s*{re.escape(key)}\s*[\].]|{re.escape(key)}\s*[=.])")

@@ -92,12 +92,20 @@ def test_a_mail_claimed_up_to_the_limit_is_quarantined_and_the_next_flows(settin
                                                                           store: Store) -> None:
     deliver(store, 1, mail(subject="crashed us before", sender="x@example.com"))
     deliver(store, 2, mail(subject="fine", sender="y@example.com"))
-    store.claim_raw([1])
-    for _ in range(POISON_LIMIT - 1):
-        store.claim_raw([1])  # as if three runs had died while working on it
+    store.claim_raw([1])  # in a batch, then
+    for _ in range(POISON_LIMIT):
+        store.claim_raw([1])  # alone, three runs died while working on it
     make_worker(settings, store).process_pending()
     assert raw_states(store) == [(1, "quarantined", f"crashed the worker {POISON_LIMIT} times"),
                                  (2, "processed", None)]
+
+
+def test_a_mail_claimed_alone_fewer_times_is_still_processed(settings: Settings, store: Store) -> None:
+    deliver(store, 1, mail(subject="unlucky", sender="x@example.com"))
+    for _ in range(POISON_LIMIT):
+        store.claim_raw([1])  # the batch claim and two kills while it was worked on alone
+    make_worker(settings, store).process_pending()
+    assert raw_states(store) == [(1, "processed", None)]
 
 
 def test_a_mail_left_over_by_a_crash_is_retried_alone_and_counted_once(settings: Settings, store: Store) -> None:

@@ -22,6 +22,7 @@ from inboxd.config import ConfigError, Settings, load_settings
 from inboxd.daemon import Daemon
 from inboxd.errors import AlreadyRunning
 from inboxd.log import register_secrets, setup_logging
+from inboxd.model import TicketStatus
 from inboxd.store import views
 from inboxd.store.sqlite import Store
 
@@ -97,7 +98,7 @@ def tickets() -> None:
 
 
 @tickets.command("list")
-@click.option("--status", type=click.Choice(["new", "open", "pending", "resolved", "closed"]),
+@click.option("--status", type=click.Choice([s.value for s in TicketStatus]),
               help="Only tickets with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

@@ -10,9 +10,11 @@ from typing import Any
 import click
 
 from inboxd.config import ConfigError, Settings, load_settings
+from inboxd.model import TimerState
+from inboxd.reply.alerts import LABELS
 from inboxd.sla.businesstime import format_due
 from inboxd.sla.clocks import Timer
-from inboxd.sla.watch import LABELS, levels
+from inboxd.sla.watch import levels
 from inboxd.store import views
 from inboxd.store.sqlite import Store, utcnow
 
@@ -32,17 +34,17 @@ def _open(ctx: click.Context) -> tuple[Settings, Store]:
 def describe(settings: Settings, timer: Timer, now: datetime) -> dict[str, Any]:
     """A clock's state in words and numbers, as `sla show` and `sla at-risk` print it."""
     calendar = settings.calendars[timer.calendar]
-    due = timer.due_at if timer.state != "paused" else None  # a paused clock has no due time until it resumes
+    due = timer.due_at if timer.state != TimerState.PAUSED else None  # a paused clock has no due time until it resumes
     info: dict[str, Any] = {"timer": timer.kind, "policy": timer.policy, "state": timer.state,
                             "started_at": timer.started_at.isoformat(), "due_at": due.isoformat() if due else None}
-    if timer.state == "running" and timer.due_at is not None:
+    if timer.state == TimerState.RUNNING and timer.due_at is not None:
         left = calendar.business_minutes_between(now, timer.due_at) if now < timer.due_at else \
             -calendar.business_minutes_between(timer.due_at, now)
         info["business_minutes_left"] = round(left, 1)
         info["used"] = round(1 - max(left, 0) / timer.total_minutes, 3) if timer.total_minutes else 1.0
         passed = [lv.name for lv in levels(settings, timer) if lv.at <= now]
         info["level"] = passed[-1] if passed else "ok"
-    elif timer.state == "paused":
+    elif timer.state == TimerState.PAUSED:
         info["business_minutes_left"] = round(timer.remaining_minutes or 0, 1)
         info["level"] = "paused (waiting on the customer)"
     else:

@@ -7,29 +7,16 @@ same transaction that creates the ticket, and ``send`` delivers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
 from inboxd.config import SUPPORTED_LANGUAGES, SupportSettings
 from inboxd.mail.compose import address, compose
-from inboxd.model import ParsedMessage
+from inboxd.model import OutgoingMail, ParsedMessage
 from inboxd.reply.render import Renderer, one_line
 from inboxd.sla.businesstime import Duration, format_due, format_duration
 
 EXCERPT_CHARS = 600
-
-
-@dataclass(frozen=True)
-class OutgoingMail:
-    """A mail ready for the outbox: its Message-ID is fixed before it is queued."""
-
-    message_id: str
-    mail_from: str
-    recipients: tuple[str, ...]
-    subject: str
-    text: str
-    raw: bytes
 
 
 def reply_language(detected: str, default: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from inboxd.config import SupportSettings
 from inboxd.mail.compose import address, compose
-from inboxd.reply.acknowledge import OutgoingMail
+from inboxd.model import OutgoingMail
 from inboxd.reply.render import one_line
 from inboxd.sla.businesstime import format_due
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from inboxd.config import Settings
-from inboxd.reply.acknowledge import OutgoingMail
+from inboxd.model import OutgoingMail
 from inboxd.reply.notify import build_notification, build_queue_alert
 from inboxd.routing.agents import AssignmentHistory, Choice, Directory, choose, load_directory
 from inboxd.routing.route import Route, RouteContext, RouteDecision, load_routes, route

@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inboxd.config import Settings
+from inboxd.model import DONE, TicketStatus, TimerState
 from inboxd.sla.businesstime import BusinessCalendar
 from inboxd.store.sqlite import Store, iso
 
 KINDS = ("first_response", "next_response", "resolution")
-OPEN_STATES = ("running", "paused")
+OPEN_STATES = (TimerState.RUNNING, TimerState.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def _calendar(settings: Settings, timer_or_policy: Timer | str) -> BusinessCalen
     return settings.calendars.get(name, settings.calendars["support"])  # renamed since: the team's hours
 
 
-def timers(store: Store, ticket_id: str, states: tuple[str, ...] = OPEN_STATES) -> list[Timer]:
+def timers(store: Store, ticket_id: str, states: tuple[TimerState, ...] = OPEN_STATES) -> list[Timer]:
     return [Timer.from_row(r) for r in store.sla.timers(ticket_id, states)]
 
 
@@ -76,7 +77,7 @@ def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: date
 def stop(store: Store, ticket_id: str, kinds: tuple[str, ...], now: datetime) -> None:
     for timer in timers(store, ticket_id):
         if timer.kind in kinds:
-            if timer.state == "paused":  # stopped while paused: met if time was left when it paused
+            if timer.state == TimerState.PAUSED:  # stopped while paused: met if time was left when it paused
                 met = (timer.remaining_minutes or 0) > 0
             else:
                 met = timer.due_at is not None and now <= timer.due_at
@@ -86,19 +87,19 @@ def stop(store: Store, ticket_id: str, kinds: tuple[str, ...], now: datetime) ->
 
 
 def pause(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
-    for timer in timers(store, ticket_id, ("running",)):
+    for timer in timers(store, ticket_id, (TimerState.RUNNING,)):
         assert timer.due_at is not None
         remaining = _calendar(settings, timer).business_minutes_between(now, timer.due_at)
         store.sla.pause_timer(timer.id, remaining)
 
 
 def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> None:
-    for timer in timers(store, ticket_id, ("paused",)):
+    for timer in timers(store, ticket_id, (TimerState.PAUSED,)):
         due = _calendar(settings, timer).add_time(now, timedelta(minutes=timer.remaining_minutes or 0))
         store.sla.resume_timer(timer.id, due)
 
 
-def change_status(store: Store, settings: Settings, ticket_id: str, status: str, now: datetime, *,
+def change_status(store: Store, settings: Settings, ticket_id: str, status: TicketStatus, now: datetime, *,
                   actor: str) -> str:
     """Set a ticket's status and move its clocks with it; returns the previous status."""
     ticket = store.ticket(ticket_id)
@@ -109,13 +110,13 @@ def change_status(store: Store, settings: Settings, ticket_id: str, status: str,
     with store.tx():
         store.update_ticket(ticket_id, now, status=status)
         store.log_event(ticket_id, f"status_{status}", now, actor=actor, previous=previous)
-        if status == "pending":
+        if status == TicketStatus.PENDING:
             pause(store, settings, ticket_id, now)
-        elif status in ("resolved", "closed"):
+        elif status in DONE:
             stop(store, ticket_id, KINDS, now)
         else:
             resume(store, settings, ticket_id, now)
-            if previous in ("resolved", "closed"):  # reopened: the team owes an answer and a resolution
+            if previous in DONE:  # reopened: the team owes an answer and a resolution
                 start(store, settings, ticket_id, "next_response", now)
                 start(store, settings, ticket_id, "resolution", now)
     return previous
@@ -125,8 +126,8 @@ def customer_wrote(store: Store, settings: Settings, ticket_id: str, now: dateti
     """After the team's first answer, each new customer mail starts the next-response clock."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    if ticket["status"] in ("pending", "resolved", "closed"):
-        change_status(store, settings, ticket_id, "open", now, actor=ticket["requester"])
+    if ticket["status"] in (TicketStatus.PENDING, *DONE):
+        change_status(store, settings, ticket_id, TicketStatus.OPEN, now, actor=ticket["requester"])
     if ticket["first_response_at"]:
         start(store, settings, ticket_id, "next_response", now)
 

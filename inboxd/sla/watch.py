@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from inboxd.config import Settings
 from inboxd.log import log
+from inboxd.reply.alerts import sla_alert
 from inboxd.reply.notify import internal_mail
 from inboxd.routing.assign import Routing
 from inboxd.sla.businesstime import BusinessCalendar, format_due
@@ -25,7 +26,6 @@ from inboxd.sla.clocks import Timer
 from inboxd.store.sqlite import Store, iso
 
 logger = logging.getLogger("inboxd.watch")
-LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 
 @dataclass(frozen=True)
@@ -128,18 +128,9 @@ class Watch:
         ticket = store.ticket(timer.ticket_id)
         assert ticket is not None and timer.due_at is not None
         recipients = self._recipients(ticket, level.role, now)
-        what = LABELS[timer.kind]
-        due_text = format_due(timer.due_at, settings.support.timezone, "en")
         left = settings.calendars[timer.calendar].business_minutes_between(now, timer.due_at)
-        headline = {"warn": f"{what} due {due_text} ({_minutes(left)} of working time left)",
-                    "breach": f"{what} is overdue: it was due {due_text}",
-                    "escalate": f"{what} overdue since {due_text}, not yet handled"}[level.name.split("-")[0]]
-        subject = f"[{ticket['ticket_id']}] SLA {level.name.replace('-', ' ')}: {headline}"
-        body = "\n".join([headline[:1].upper() + headline[1:] + ".", "",
-                          f"Ticket:    {ticket['ticket_id']}  {ticket['subject']}",
-                          f"Customer:  {ticket['requester']}", f"Priority:  {ticket['priority']}",
-                          f"Owner:     {ticket['owner'] or '(nobody: on the team queue)'}",
-                          f"Team:      {ticket['team'] or '-'}", f"Policy:    {timer.policy}", ""])
+        subject, body = sla_alert(ticket, clock=timer.kind, level=level.name, policy=timer.policy,
+                                  due_text=format_due(timer.due_at, settings.support.timezone, "en"), minutes_left=left)
         if recipients:
             mail = internal_mail(settings.support, to=recipients, subject=subject, body=body,
                                  ticket_id=ticket["ticket_id"], now=now, kind="sla")
@@ -158,7 +149,3 @@ class Watch:
         log(logger, logging.WARNING if level.name != "breach" else logging.ERROR, "sla_alert",
             ticket=ticket["ticket_id"], timer=timer.kind, level=level.name, recipients=",".join(recipients) or "-")
 
-
-def _minutes(value: float) -> str:
-    total = max(0, int(round(value)))
-    return f"{total // 60}h {total % 60:02d}m" if total >= 60 else f"{total}m"

@@ -20,8 +20,7 @@ from typing import Any
 from inboxd.config import Settings
 from inboxd.log import log
 from inboxd.mail.compose import address, compose
-from inboxd.model import ParsedMessage
-from inboxd.reply.acknowledge import OutgoingMail
+from inboxd.model import OutgoingMail, ParsedMessage, RawState, TicketStatus
 from inboxd.reply.notify import internal_mail, parse_reply_address
 from inboxd.reply.render import one_line
 from inboxd.routing.agents import Agent
@@ -36,7 +35,7 @@ from inboxd.triage.thread import subject_tags
 
 logger = logging.getLogger("inboxd.relay")
 MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
-STATUS_COMMANDS = {"close": "resolved", "pending": "pending", "open": "open"}
+STATUS_COMMANDS = {"close": TicketStatus.RESOLVED, "pending": TicketStatus.PENDING, "open": TicketStatus.OPEN}
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class AgentReplies:
         store, agent = self.store, who.agent
         with store.tx():
             if parsed.message_id and agent_mail_stored(store, parsed.message_id, agent.email):
-                store.finish_raw(row.id, "duplicate", now=now)  # e.g. sent to both Reply-To and support@
+                store.finish_raw(row.id, RawState.DUPLICATE, now=now)  # e.g. sent to both Reply-To and support@
                 return {"action": "duplicate_agent_mail", "agent": agent.email}
             ticket_id = self._ticket_for(parsed, who)
             if ticket_id is None:
@@ -116,7 +115,7 @@ class AgentReplies:
                                  "inboxd could not tell which ticket your mail answers, so it was not sent to "
                                  "anyone. Reply to the ticket's notification, or keep [SUP-n] in the subject.\n",
                                  now)
-                store.finish_raw(row.id, "processed", now=now, error="agent mail without a ticket")
+                store.finish_raw(row.id, RawState.PROCESSED, now=now, error="agent mail without a ticket")
                 return {"action": "agent_mail_without_ticket", "agent": agent.email}
             parsed_commands = parse_commands(reply_text(parsed.text), self.routing.directory)
             store.add_message(ticket_id, direction="in", kind="agent", now=now, raw_id=row.id,
@@ -130,7 +129,7 @@ class AgentReplies:
                                  f"\n\n{HELP}\n", now)
                 store.log_event(ticket_id, "agent_commands_rejected", now, actor=agent.email,
                                 errors=list(parsed_commands.errors))
-                store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+                store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
                 return {"action": "commands_rejected", "ticket": ticket_id, "agent": agent.email}
             for command in parsed_commands.commands:
                 self._apply(ticket_id, command, agent, now)
@@ -140,7 +139,7 @@ class AgentReplies:
                 outcome = self._relay(ticket_id, parsed_commands.text, agent, row, parsed_commands.commands, now)
             else:
                 outcome = "commands only: nothing sent to the customer"
-            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+            store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
         return {"action": "agent_reply", "ticket": ticket_id, "agent": agent.email, "proof": who.proof,
                 "commands": " ".join(f"#{c.name}" for c in parsed_commands.commands) or "-", "result": outcome}
 
@@ -213,6 +212,6 @@ def record_answer(store: Store, settings: Settings, ticket_id: str, agent: str, 
     if not ticket["first_response_at"]:
         store.update_ticket(ticket_id, now, first_response_at=iso(now))
     sla.team_answered(store, ticket_id, now)
-    if not status_set and ticket["status"] == "new":
-        sla.change_status(store, settings, ticket_id, "open", now, actor=agent)
+    if not status_set and ticket["status"] == TicketStatus.NEW:
+        sla.change_status(store, settings, ticket_id, TicketStatus.OPEN, now, actor=agent)
     store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket["first_response_at"])

@@ -15,7 +15,7 @@ from typing import Any
 
 from inboxd.config import Settings
 from inboxd.log import log
-from inboxd.model import ParsedMessage
+from inboxd.model import ParsedMessage, RawState, TicketStatus
 from inboxd.reply.acknowledge import build_ack, expected_reply, reply_language
 from inboxd.reply.notify import parse_reply_address
 from inboxd.reply.render import Renderer
@@ -50,7 +50,7 @@ class CustomerMail:
         with store.tx():
             duplicate = self._duplicate_of(row, parsed)
             if duplicate is not None:
-                store.finish_raw(row.id, "duplicate", ticket_id=duplicate, now=now)
+                store.finish_raw(row.id, RawState.DUPLICATE, ticket_id=duplicate, now=now)
                 return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
             language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
             match = find_ticket(parsed, store, self.settings.support.ticket_prefix)
@@ -78,7 +78,7 @@ class CustomerMail:
             if reason is None or not (verdict.spam or "auto-reply" in verdict.tags):
                 notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
                                         why="new ticket" if created else "the customer wrote again")
-            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+            store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
         return {"action": "created" if created else "joined", "ticket": ticket_id, "from": parsed.from_addr,
                 "language": language, "charset": parsed.charset_used, "category": verdict.category,
                 "priority": verdict.priority, "ack": ack, "notified": notified, "thread": match.reason}
@@ -159,8 +159,8 @@ class CustomerMail:
             store.update_ticket(ticket_id, now, priority=priority)
             store.log_event(ticket_id, "priority_raised", now, old=ticket["priority"], new=priority,
                             signals=list(verdict.signals))
-        if status in ("resolved", "pending"):
-            store.log_event(ticket_id, "reopened" if status == "resolved" else "customer_replied", now,
+        if status in (TicketStatus.RESOLVED, TicketStatus.PENDING):
+            store.log_event(ticket_id, "reopened" if status == TicketStatus.RESOLVED else "customer_replied", now,
                             actor=parsed.from_addr or "", previous_status=status)
         clocks.customer_wrote(store, self.settings, ticket_id, now)
         store.update_ticket(ticket_id, now)

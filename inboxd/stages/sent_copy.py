@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from inboxd.config import Settings
-from inboxd.model import ParsedMessage
+from inboxd.model import ParsedMessage, RawState
 from inboxd.stages.agent_reply import record_answer
 from inboxd.store.sqlite import RawRow, Store
 from inboxd.triage.quotes import reply_text
@@ -26,7 +26,7 @@ class SentCopies:
             ours = bool(parsed.message_id) and store.is_outgoing(parsed.message_id or "")
             ticket_id = None if ours else self._ticket_of(parsed)
             if ticket_id is None or (parsed.message_id and store.tickets_for_message_ids([parsed.message_id])):
-                store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now,
+                store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now,
                                  error="sent by inboxd" if ours else "not about a ticket, or already recorded")
                 return None
             store.add_message(ticket_id, direction="out", kind="sent_folder", now=now, raw_id=row.id,
@@ -34,7 +34,7 @@ class SentCopies:
                               to_addrs=parsed.to, cc_addrs=parsed.cc, subject=parsed.subject,
                               body=reply_text(parsed.text))
             record_answer(store, self.settings, ticket_id, parsed.from_addr or "shared mailbox", now, status_set=False)
-            store.finish_raw(row.id, "processed", ticket_id=ticket_id, now=now)
+            store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
         return {"action": "sent_folder_answer", "ticket": ticket_id}
 
     def _ticket_of(self, parsed: ParsedMessage) -> str | None:

@@ -8,10 +8,16 @@ folder, an agent's reply, or customer mail. Every step for one message runs in
 that message alone (it stays stored and visible) and the others go on.
 
 Poison mail (Mailman's MAX_BAK_COUNT): a message is claimed (``attempts`` + 1,
-committed) before it is worked on. A batch is claimed with one commit; a message
-a crash left unfinished is retried alone, claimed right before its own turn, so
-the one that kills the process is counted and its neighbours are not. Claimed
-``POISON_LIMIT`` times without finishing, it is quarantined and the mail behind it flows.
+committed) before it is worked on. A batch is claimed with one commit; since a
+crash then says nothing about which mail of the batch caused it, every mail it
+left unfinished is retried alone, claimed right before its own turn. A mail
+claimed alone ``POISON_LIMIT`` times without finishing has crashed the worker that
+often by itself: it is quarantined, and the mail behind it flows.
+
+Before the first claim the worker warms up what the first Chinese mail would
+otherwise load during its own processing (OpenCC's dictionaries, babel's locale
+data): the first customer after a restart is not kept waiting, and a restart
+killed while loading is not counted against a mail.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ from datetime import datetime
 from functools import partial
 from itertools import takewhile
 
-from inboxd.config import Settings
+from inboxd.config import SUPPORTED_LANGUAGES, Settings
 from inboxd.errors import ModelError, StoreBusy, StoreError
 from inboxd.log import log
-from inboxd.model import Attachment, ParsedMessage
+from inboxd.model import Attachment, ParsedMessage, RawState
 from inboxd.reply.render import Renderer
 from inboxd.routing.assign import Routing
+from inboxd.sla.businesstime import format_due
 from inboxd.stages.agent_reply import AgentReplies
 from inboxd.stages.customer import CustomerMail
 from inboxd.stages.sent_copy import SentCopies
 from inboxd.store.sqlite import RawRow, Store, utcnow
 from inboxd.triage.classify import Classifier, Guess
 from inboxd.triage.identity import AgentMail, identify
+from inboxd.triage.language import detect_language
 from inboxd.triage.parse import parse_message
 from inboxd.triage.train import example_text
 
@@ -74,10 +82,17 @@ class Worker:
             on_batch()
         return done
 
+    def warm_up(self) -> None:
+        """Load the lazily loaded language data now, outside any mail's claim (see the module docstring)."""
+        for text in ("您好，我的訂單還沒到，請幫忙查詢。", "您好，我的订单还没到，请帮忙查询。"):
+            detect_language(text)
+        for language in SUPPORTED_LANGUAGES:
+            format_due(self.clock(), self.settings.support.timezone, language)
+
     def _run(self, batch: list[RawRow]) -> None:
         first = batch[0]
-        if first.attempts >= POISON_LIMIT:
-            self._quarantine(first, f"crashed the worker {first.attempts} times", self.clock())
+        if first.attempts > POISON_LIMIT:  # the batch claim, then POISON_LIMIT claims alone
+            self._quarantine(first, f"crashed the worker {POISON_LIMIT} times", self.clock())
             return
         self.store.claim_raw([r.id for r in batch if r.id not in self._busy])
         parsed: dict[int, ParsedMessage] = {}
@@ -151,5 +166,5 @@ class Worker:
             log(logger, logging.INFO, "message_processed", raw_id=row.id, uid=row.uid, **outcome)
 
     def _quarantine(self, row: RawRow, reason: str, now: datetime) -> None:
-        self.store.finish_raw(row.id, "quarantined", error=reason, now=now)
+        self.store.finish_raw(row.id, RawState.QUARANTINED, error=reason, now=now)
         log(logger, logging.WARNING, "message_quarantined", raw_id=row.id, uid=row.uid, reason=reason)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlite_utils import Database
 
 from inboxd.errors import StoreBusy, StoreError
+from inboxd.model import RawState, TicketStatus
 
 if TYPE_CHECKING:
     from inboxd.store.sla import SlaRepository
@@ -113,8 +114,6 @@ ALTER TABLE sla_timers ADD COLUMN met INTEGER;
 ALTER TABLE sla_timers ADD COLUMN next_alert_at TEXT;
 CREATE INDEX sla_timers_next_alert ON sla_timers (state, next_alert_at);
 """)
-
-TICKET_STATUSES = ("new", "open", "pending", "resolved", "closed")
 
 
 def utcnow() -> datetime:
@@ -251,7 +250,7 @@ class Store:
             with self.tx():
                 self.conn.executemany("UPDATE raw_messages SET attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
 
-    def finish_raw(self, raw_id: int, state: str, *, ticket_id: str | None = None,
+    def finish_raw(self, raw_id: int, state: RawState, *, ticket_id: str | None = None,
                    error: str | None = None, now: datetime) -> None:
         with self.tx():
             self.conn.execute("UPDATE raw_messages SET state=?, ticket_id=?, error=?, processed_at=? WHERE id=?",
@@ -473,7 +472,7 @@ class Store:
     def status(self) -> dict[str, Any]:
         """What an operator checks first: is mail coming in, and is anything stuck."""
         one = lambda sql: self.query(sql)[0]["n"]  # noqa: E731
-        by_status = {s: 0 for s in TICKET_STATUSES}
+        by_status = {s.value: 0 for s in TicketStatus}
         by_status |= {r["status"]: r["n"] for r in self.query("SELECT status, COUNT(*) n FROM tickets GROUP BY status")}
         return {
             "messages_stored": one("SELECT COUNT(*) n FROM raw_messages"),

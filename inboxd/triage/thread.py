@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from inboxd.model import ParsedMessage
+from inboxd.model import ParsedMessage, TicketStatus
 
 
 class ThreadIndex(Protocol):
@@ -63,6 +63,6 @@ def find_ticket(parsed: ParsedMessage, index: ThreadIndex, prefix: str) -> Threa
 def _joinable(index: ThreadIndex, ticket_id: str, reason: str) -> ThreadMatch:
     """A closed ticket stays closed: the mail starts a follow-up ticket instead."""
     ticket = index.ticket(ticket_id)
-    if ticket is not None and ticket["status"] == "closed":
+    if ticket is not None and ticket["status"] == TicketStatus.CLOSED:
         return ThreadMatch(None, f"{reason}, which is closed", follow_up_of=ticket_id)
     return ThreadMatch(ticket_id, reason)
