@@ -26,17 +26,13 @@ from typing import IO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from inboxd.app import App
 from inboxd.config import Settings
 from inboxd.errors import AlreadyRunning, describe
 from inboxd.log import log
-from inboxd.mail.fetch import Fetcher, ImapSource, MailSource
-from inboxd.mail.send import Sender
-from inboxd.reply.render import BUNDLED_TEMPLATES, Renderer
-from inboxd.routing.assign import Routing
+from inboxd.mail.fetch import MailSource
 from inboxd.sla.watch import Watch
-from inboxd.stages.worker import Worker
-from inboxd.store.sqlite import Store, utcnow
-from inboxd.triage.classify import Classifier
+from inboxd.store.base import utcnow
 from inboxd.triage.train import Example, bundled_examples, retrain, save
 
 logger = logging.getLogger("inboxd.daemon")
@@ -72,16 +68,10 @@ class Daemon:
     def __init__(self, settings: Settings, *, source: MailSource | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
-        imap = settings.imap
-        folders = [imap.folder] + ([imap.sent_folder] if imap.sent_folder and source is None else [])
-        self.sources: list[tuple[MailSource, str]] = (
-            [(source, imap.folder)] if source is not None else [(ImapSource(imap, f), f) for f in folders])
+        self.app = app = App(settings, clock)
+        self.sources = [(source, settings.imap.folder)] if source is not None else app.sources()
         self.clock = clock
-        self.renderer = Renderer(settings.templates or BUNDLED_TEMPLATES)
-        c = settings.classify
-        self.classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence,
-                                     vip=c.vip)
-        self.routing = Routing(settings)
+        self.classifier, self.routing = app.classifier, app.routing
         self.stop_event = threading.Event()
         for server, conf in (("imap", settings.imap), ("smtp", settings.smtp)):
             if conf.tls != "none" and not conf.verify_tls:
@@ -89,23 +79,18 @@ class Daemon:
                     note="certificates are not checked: anyone on the network path could read the mail and "
                          "the password; set verify_tls = true unless this is a test server")
 
-    def _fetcher(self, source: MailSource, folder: str, store: Store,
-                 on_stored: Callable[[], None] = lambda: None) -> Fetcher:
-        imap = self.settings.imap
-        return Fetcher(source, store, account=imap.account, folder=folder, max_size=imap.max_message_size,
-                       clock=self.clock, on_stored=on_stored)
-
     async def run_once(self) -> bool:
         """Fetch what is waiting, process it, send everything queued; False if the mailbox failed."""
         with exclusive(self.settings.database):
             return await self._once()
 
     async def _once(self) -> bool:
-        store = Store(self.settings.database)
+        app = self.app
+        store = app.store()
         mailbox_ok = True
         connected = []
         for source, folder in self.sources:
-            fetcher = self._fetcher(source, folder, store)
+            fetcher = app.fetcher(source, folder, store)
             try:
                 await asyncio.to_thread(source.connect)
                 connected.append(fetcher)
@@ -115,11 +100,11 @@ class Daemon:
                 error = describe(exc)
                 store.record_fetch_error(self.settings.imap.account, folder, error)
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
-        worker = self._worker(store)
+        worker = app.worker(store)
         await asyncio.to_thread(worker.warm_up)
         await asyncio.to_thread(worker.process_pending)
-        await asyncio.to_thread(Watch(self.settings, store, self.routing).check, self.clock())
-        sender = Sender(self.settings.smtp, store, self.clock)
+        await asyncio.to_thread(app.watch(store).check, self.clock())
+        sender = app.sender(store)
         report = await sender.send_due(ignore_backoff=True)
         while not await sender.record_accepted():  # exiting now would send those mails again next time
             await asyncio.sleep(1)
@@ -135,16 +120,13 @@ class Daemon:
         store.close()
         return mailbox_ok
 
-    def _worker(self, store: Store) -> Worker:
-        return Worker(self.settings, store, self.renderer, self.classifier, self.routing, self.clock)
-
     def stop(self) -> None:
         self.stop_event.set()
 
     def retrain(self) -> bool:
         """Retrain when enough new corrections exist; swap the model in only if it is not worse."""
         c = self.settings.classify
-        store = Store(self.settings.database)
+        store = self.app.store()
         try:
             corrections = [Example(text, label) for text, label in store.category_corrections()]
         finally:
@@ -210,15 +192,16 @@ class Daemon:
         def on_batch() -> None:
             loop.call_soon_threadsafe(send_wake.set)
 
-        fetch_stores = [Store(self.settings.database) for _ in self.sources]
+        app = self.app
+        fetch_stores = [app.store() for _ in self.sources]
         flag_wakes = [threading.Event() for _ in self.sources]  # one each: a thread clears only its own
-        threads = [threading.Thread(target=self._fetcher(source, folder, fetch_store, on_stored).run,
+        threads = [threading.Thread(target=app.fetcher(source, folder, fetch_store, on_stored).run,
                                     name=f"inboxd-fetch-{folder}", daemon=True,
                                     args=(self.stop_event, wake, self.settings.imap.poll_interval))
                    for (source, folder), fetch_store, wake in zip(self.sources, fetch_stores, flag_wakes)]
-        process_store, send_store = Store(self.settings.database), Store(self.settings.database)
-        worker = self._worker(process_store)
-        sender = Sender(self.settings.smtp, send_store, self.clock)
+        process_store, send_store = app.store(), app.store()
+        worker = app.worker(process_store)
+        sender = app.sender(send_store)
         log(logger, logging.INFO, "daemon_started", database=str(self.settings.database),
             mailbox=f"{self.settings.imap.account}/{self.settings.imap.folder}")
 
@@ -258,8 +241,8 @@ class Daemon:
 
         for thread in threads:
             thread.start()
-        watch_store = Store(self.settings.database)
-        scheduler = self._scheduler(Watch(self.settings, watch_store, self.routing), send_wake)
+        watch_store = app.store()
+        scheduler = self._scheduler(app.watch(watch_store), send_wake)
         scheduler.start()
         tasks = [asyncio.create_task(t()) for t in (processing, sending)]
         try:

@@ -30,7 +30,8 @@ from inboxd.sla.businesstime import Duration
 from inboxd.sla.calendars import holidays_from_ics
 from inboxd.sla.clocks import Timer
 from inboxd.sla.watch import Watch, levels
-from inboxd.store.sqlite import Store, iso
+from inboxd.store.base import iso
+from inboxd.store.sqlite import Store
 
 TAIPEI, NEW_YORK, LONDON = ZoneInfo("Asia/Taipei"), ZoneInfo("America/New_York"), ZoneInfo("Europe/London")
 AGENT, LEAD, MANAGER, CUSTOMER = "agent@example.com", "lead@example.com", "manager@example.com", "customer@example.com"

@@ -12,13 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from inboxd.app import App
 from inboxd.config import Settings, load_settings
-from inboxd.reply.render import BUNDLED_TEMPLATES, Renderer
-from inboxd.routing.assign import Routing
 from inboxd.stages import worker as worker_module
 from inboxd.stages.worker import POISON_LIMIT, Worker
 from inboxd.store.sqlite import Store
-from inboxd.triage.classify import Classifier
 
 from helpers import MINIMAL_CONFIG, mail
 
@@ -38,9 +36,7 @@ def store() -> Store:
 
 
 def make_worker(settings: Settings, store: Store) -> Worker:
-    c = settings.classify
-    classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence, vip=c.vip)
-    return Worker(settings, store, Renderer(BUNDLED_TEMPLATES), classifier, Routing(settings), clock=lambda: NOW)
+    return App(settings, clock=lambda: NOW).worker(store)
 
 
 def deliver(store: Store, uid: int, raw: bytes, folder: str = "INBOX") -> None:

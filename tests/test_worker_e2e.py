@@ -75,7 +75,7 @@ class BrokenOnOneText(Classifier):
 
 def test_model_failure_in_a_batch_quarantines_nothing_and_every_mail_is_ticketed(tmp_path: Path, mailenv,
                                                                                   monkeypatch) -> None:
-    monkeypatch.setattr("inboxd.daemon.Classifier", BrokenOnOneText)
+    monkeypatch.setattr("inboxd.app.Classifier", BrokenOnOneText)
     settings = settings_for(tmp_path, mailenv)
     for n in range(5):
         body = "BREAKS-THE-MODEL" if n == 2 else "My order has not arrived yet."

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from inboxd.app import classifier_for
 from inboxd.cli.triage import config_or_defaults, print_classification
 from inboxd.config import RoutingSettings, Settings
 from inboxd.log import setup_logging
@@ -26,7 +27,8 @@ from inboxd.model import ParsedMessage
 from inboxd.routing.assign import Assignment, Routing, decide
 from inboxd.routing.route import RouteContext
 from inboxd.store import views
-from inboxd.store.sqlite import Store, utcnow
+from inboxd.store.base import utcnow
+from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classification, Classifier
 from inboxd.triage.language import detect_language
 from inboxd.triage.parse import parse_message
@@ -58,9 +60,7 @@ def _with_rules(settings: Settings, rules_dir: Path | None) -> Settings:
 def _load(settings: Settings) -> tuple[Classifier, Routing]:
     """Classifier and routing for a command; any file problem is printed and exits with code 2."""
     setup_logging("critical")
-    c = settings.classify
-    classifier = Classifier(rules_dir=c.rules_dir, model_path=c.model, min_confidence=c.min_confidence, vip=c.vip)
-    routing = Routing(settings)
+    classifier, routing = classifier_for(settings.classify), Routing(settings)
     problems = list(dict.fromkeys(classifier.rule_errors + routing.errors))  # routing.toml is read by both
     if problems:
         for problem in problems:

@@ -16,7 +16,8 @@ from inboxd.sla.businesstime import format_due
 from inboxd.sla.clocks import Timer
 from inboxd.sla.watch import levels
 from inboxd.store import views
-from inboxd.store.sqlite import Store, utcnow
+from inboxd.store.base import utcnow
+from inboxd.store.sqlite import Store
 
 
 def _open(ctx: click.Context) -> tuple[Settings, Store]:

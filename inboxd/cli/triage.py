@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from inboxd.app import classifier_for
 from inboxd.config import (
     ClassifySettings,
     ConfigError,
@@ -66,8 +67,7 @@ def _config(ctx: click.Context) -> tuple[Settings | None, ClassifySettings]:
 def _classifier(ctx: click.Context, rules: Path | None = None) -> Classifier:
     _, c = _config(ctx)
     setup_logging("error")
-    classifier = Classifier(rules_dir=rules or c.rules_dir, model_path=c.model, min_confidence=c.min_confidence,
-                            vip=c.vip)
+    classifier = classifier_for(c, rules)
     if classifier.rule_errors:
         for problem in classifier.rule_errors:
             click.echo(problem, err=True)

@@ -11,18 +11,17 @@ is a crash between the server's "250 OK" and that commit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from inboxd.config import SmtpSettings
 from inboxd.errors import ConnectionLost, SendPermanent, SendTransient, StoreError
 from inboxd.log import log
 from inboxd.mail.smtp import SmtpConnection
 from inboxd.mail.webhook import post_json
+from inboxd.store.outbox import OutboxRow
 from inboxd.store.sqlite import Store
 
 logger = logging.getLogger("inboxd.send")
@@ -72,15 +71,15 @@ class Sender:
         try:
             while rows := await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock(),
                                                   after_id):
-                after_id = rows[-1]["id"]
+                after_id = rows[-1].id
                 for row in rows:
-                    if row["id"] in self.accepted:
+                    if row.id in self.accepted:
                         continue
-                    if row["kind"] == "webhook":
+                    if row.kind == "webhook":
                         await self._post(row, report)
                     elif not await self._send_mail(connection, row, report):
                         for later in rows[rows.index(row) + 1:]:
-                            if later["kind"] != "webhook":
+                            if later.kind != "webhook":
                                 await self._retry_or_fail(later, "the mail server connection failed", report)
                         return report
         finally:
@@ -88,14 +87,14 @@ class Sender:
                 await smtp.close()
         return report
 
-    async def _send_mail(self, connection: list[SmtpConnection], row: dict[str, Any], report: SendReport) -> bool:
+    async def _send_mail(self, connection: list[SmtpConnection], row: OutboxRow, report: SendReport) -> bool:
         """Send one queued mail; False when the server cannot be reached or the connection broke."""
         try:
             if not connection:
                 smtp = SmtpConnection(self.settings)
                 await smtp.open()
                 connection.append(smtp)
-            await connection[0].send(row["mail_from"], json.loads(row["recipients"]), row["raw"])
+            await connection[0].send(row.mail_from, row.recipients, row.raw)
         except SendPermanent as exc:
             await self._fail(row, str(exc), report)
         except SendTransient as exc:
@@ -105,11 +104,11 @@ class Sender:
             await self._sent(row, report)
         return True
 
-    async def _post(self, row: dict[str, Any], report: SendReport) -> None:
+    async def _post(self, row: OutboxRow, report: SendReport) -> None:
         """Deliver a webhook (JSON POST); any 2xx answer counts as delivered."""
-        url = json.loads(row["recipients"])[0]
+        url = row.recipients[0]
         try:
-            await asyncio.to_thread(post_json, url, row["raw"], self.settings.timeout)
+            await asyncio.to_thread(post_json, url, row.raw, self.settings.timeout)
         except SendPermanent as exc:
             await self._fail(row, str(exc), report)
         except SendTransient as exc:
@@ -117,27 +116,27 @@ class Sender:
         else:
             await self._sent(row, report)
 
-    async def _sent(self, row: dict[str, Any], report: SendReport) -> None:
+    async def _sent(self, row: OutboxRow, report: SendReport) -> None:
         """The server took it: record that, or remember it until the database lets us."""
-        self.accepted[row["id"]] = self.clock()
+        self.accepted[row.id] = self.clock()
         await self.record_accepted()
         report.sent += 1
-        log(logger, logging.INFO, "mail_sent" if row["kind"] != "webhook" else "webhook_sent", outbox_id=row["id"],
-            kind=row["kind"], ticket=row["ticket_id"], message_id=row["message_id"])
+        log(logger, logging.INFO, "mail_sent" if row.kind != "webhook" else "webhook_sent", outbox_id=row.id,
+            kind=row.kind, ticket=row.ticket_id, message_id=row.message_id)
 
-    async def _fail(self, row: dict[str, Any], error: str, report: SendReport) -> None:
-        await asyncio.to_thread(self.store.mark_failed, row["id"], error)
+    async def _fail(self, row: OutboxRow, error: str, report: SendReport) -> None:
+        await asyncio.to_thread(self.store.mark_failed, row.id, error)
         report.failed += 1
-        log(logger, logging.ERROR, "mail_failed", outbox_id=row["id"], kind=row["kind"],
-            ticket=row["ticket_id"], error=error)
+        log(logger, logging.ERROR, "mail_failed", outbox_id=row.id, kind=row.kind,
+            ticket=row.ticket_id, error=error)
 
-    async def _retry_or_fail(self, row: dict[str, Any], error: str, report: SendReport) -> None:
+    async def _retry_or_fail(self, row: OutboxRow, error: str, report: SendReport) -> None:
         now = self.clock()
-        if now - datetime.fromisoformat(row["created_at"]) > GIVE_UP_AFTER:
+        if now - row.created_at > GIVE_UP_AFTER:
             await self._fail(row, f"gave up after {GIVE_UP_AFTER.days} days: {error}", report)
             return
-        delay = min(self.settings.retry_delay * 2 ** row["attempts"], MAX_RETRY_DELAY)
-        await asyncio.to_thread(self.store.mark_retry, row["id"], error, now + timedelta(seconds=delay))
+        delay = min(self.settings.retry_delay * 2 ** row.attempts, MAX_RETRY_DELAY)
+        await asyncio.to_thread(self.store.mark_retry, row.id, error, now + timedelta(seconds=delay))
         report.retrying += 1
-        log(logger, logging.WARNING, "mail_retry", outbox_id=row["id"], kind=row["kind"],
-            ticket=row["ticket_id"], error=error, retry_in=round(delay))
+        log(logger, logging.WARNING, "mail_retry", outbox_id=row.id, kind=row.kind,
+            ticket=row.ticket_id, error=error, retry_in=round(delay))

@@ -69,7 +69,7 @@ class Renderer:
                 html: str | None = self.env.get_template(f"{lang}/{name}.html.j2").render(context)
             except jinja2.TemplateNotFound:
                 html = None
-            except Exception as exc:
+            except Exception as exc:  # the HTML part of a team-edited template: the text part still goes out
                 log(logger, logging.ERROR, "template_failed", template=f"{lang}/{name}.html", error=repr(exc))
                 html = None
             return Rendered(one_line(subject), text, html)

@@ -17,8 +17,9 @@ from inboxd.reply.notify import build_notification, build_queue_alert
 from inboxd.routing.agents import AssignmentHistory, Choice, Directory, choose, load_directory
 from inboxd.routing.route import Route, RouteContext, RouteDecision, load_routes, route
 from inboxd.sla.businesstime import Duration
+from inboxd.store.base import iso
 from inboxd.store.messages import customer_message
-from inboxd.store.sqlite import Store, iso
+from inboxd.store.sqlite import Store
 from inboxd.tomlfile import LastGood
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from inboxd.config import Settings
 from inboxd.model import DONE, TicketStatus, TimerState
 from inboxd.sla.businesstime import BusinessCalendar
-from inboxd.store.sqlite import Store, iso
+from inboxd.store.base import iso
+from inboxd.store.sqlite import Store
 
 KINDS = ("first_response", "next_response", "resolution")
 OPEN_STATES = (TimerState.RUNNING, TimerState.PAUSED)

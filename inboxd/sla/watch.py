@@ -23,7 +23,8 @@ from inboxd.reply.notify import internal_mail
 from inboxd.routing.assign import Routing
 from inboxd.sla.businesstime import BusinessCalendar, format_due
 from inboxd.sla.clocks import Timer
-from inboxd.store.sqlite import Store, iso
+from inboxd.store.base import iso
+from inboxd.store.sqlite import Store
 
 logger = logging.getLogger("inboxd.watch")
 

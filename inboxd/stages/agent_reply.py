@@ -26,8 +26,10 @@ from inboxd.reply.render import one_line
 from inboxd.routing.agents import Agent
 from inboxd.routing.assign import Routing, notify_owner
 from inboxd.sla import clocks as sla
+from inboxd.store.base import iso
+from inboxd.store.ledger import RawRow
 from inboxd.store.messages import agent_mail_stored, reply_anchor
-from inboxd.store.sqlite import RawRow, Store, iso
+from inboxd.store.sqlite import Store
 from inboxd.triage.commands import HELP, Command, parse_commands
 from inboxd.triage.identity import AgentMail
 from inboxd.triage.quotes import reply_text

@@ -23,7 +23,9 @@ from inboxd.routing.assign import Routing, apply_assignment, decide, first_respo
 from inboxd.routing.route import RouteContext
 from inboxd.sla import clocks
 from inboxd.sla.businesstime import Duration
-from inboxd.store.sqlite import RawRow, Store, iso
+from inboxd.store.base import iso
+from inboxd.store.ledger import RawRow
+from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classification, Classifier, Guess
 from inboxd.triage.identity import Forged
 from inboxd.triage.language import detect_language

@@ -11,7 +11,8 @@ from datetime import datetime
 from inboxd.config import Settings
 from inboxd.model import ParsedMessage, RawState
 from inboxd.stages.agent_reply import record_answer
-from inboxd.store.sqlite import RawRow, Store
+from inboxd.store.ledger import RawRow
+from inboxd.store.sqlite import Store
 from inboxd.triage.quotes import reply_text
 from inboxd.triage.thread import subject_tags
 

@@ -41,7 +41,9 @@ from inboxd.sla.businesstime import format_due
 from inboxd.stages.agent_reply import AgentReplies
 from inboxd.stages.customer import CustomerMail
 from inboxd.stages.sent_copy import SentCopies
-from inboxd.store.sqlite import RawRow, Store, utcnow
+from inboxd.store.base import utcnow
+from inboxd.store.ledger import RawRow
+from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classifier, Guess
 from inboxd.triage.identity import AgentMail, identify
 from inboxd.triage.language import detect_language

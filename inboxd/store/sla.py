@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from inboxd.store.sqlite import iso
+from inboxd.store.base import iso
 
 if TYPE_CHECKING:
     from inboxd.store.sqlite import Store

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from inboxd.store.sqlite import Store, iso
+from inboxd.store.base import iso
+from inboxd.store.sqlite import Store
 
 
 def ticket_list(store: Store, status: str | None = None) -> list[dict[str, Any]]:

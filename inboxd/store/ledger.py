@@ -1,0 +1,97 @@
+"""The ledger of raw mail: every fetched message's bytes, its state, and each folder's checkpoint.
+
+The checkpoint moves in the same transaction that stores a batch, so a restart neither skips
+nor repeats a message; ``attempts`` counts claims for the poison-mail limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from inboxd.model import RawState
+from inboxd.store.base import Connection, iso
+
+
+@dataclass(frozen=True)
+class RawRow:
+    id: int
+    account: str
+    folder: str
+    uid: int
+    raw: bytes
+    truncated: bool
+    omitted_attachments: list[dict[str, Any]]
+    attempts: int
+
+
+class Ledger(Connection):
+    def checkpoint(self, account: str, folder: str) -> tuple[int, int] | None:
+        """(uidvalidity, last_uid) stored for a mailbox folder, or None."""
+        rows = self.query("SELECT uidvalidity, last_uid FROM checkpoints WHERE account=? AND folder=?",
+                          (account, folder))
+        return (rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else None
+
+    def set_checkpoint(self, account: str, folder: str, uidvalidity: int, last_uid: int,
+                       now: datetime) -> None:
+        with self.tx():
+            self.conn.execute(
+                "INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, last_fetch_at) "
+                "VALUES (?,?,?,?,?) ON CONFLICT (account, folder) DO UPDATE SET "
+                "uidvalidity=excluded.uidvalidity, last_uid=excluded.last_uid, "
+                "last_fetch_at=excluded.last_fetch_at, last_error=NULL",
+                (account, folder, uidvalidity, last_uid, iso(now)))
+
+    def record_fetch_error(self, account: str, folder: str, error: str) -> None:
+        """Remember why the mailbox could not be read, for `inboxd status` (even before a first fetch)."""
+        with self.tx():
+            self.conn.execute("INSERT INTO checkpoints (account, folder, uidvalidity, last_uid, last_error) "
+                              "VALUES (?,?,0,0,?) ON CONFLICT (account, folder) DO UPDATE SET last_error=excluded."
+                              "last_error", (account, folder, error))
+
+    def store_raw(self, account: str, folder: str, uidvalidity: int, uid: int, raw: bytes, *,
+                  size: int, truncated: bool, omitted: list[dict[str, Any]], now: datetime) -> None:
+        """Keep the bytes and move the checkpoint past them in one transaction."""
+        with self.tx():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO raw_messages (account, folder, uidvalidity, uid, size, sha256, raw, "
+                "truncated, omitted_attachments, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (account, folder, uidvalidity, uid, size, hashlib.sha256(raw).hexdigest(), raw,
+                 int(truncated), json.dumps(omitted), iso(now)))
+            self.set_checkpoint(account, folder, uidvalidity, uid, now)
+
+    def pending_raw(self, after_id: int = 0, limit: int = 100) -> list[RawRow]:
+        rows = self.query("SELECT id, account, folder, uid, raw, truncated, omitted_attachments, attempts "
+                          "FROM raw_messages WHERE state='received' AND id>? ORDER BY id LIMIT ?", (after_id, limit))
+        return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
+                       json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
+
+    def claim_raw(self, ids: list[int]) -> None:
+        """Count a try on each message before work on it begins, so a crash is counted (poison limit)."""
+        if ids:
+            with self.tx():
+                self.conn.executemany("UPDATE raw_messages SET attempts=attempts+1 WHERE id=?", [(i,) for i in ids])
+
+    def finish_raw(self, raw_id: int, state: RawState, *, ticket_id: str | None = None,
+                   error: str | None = None, now: datetime) -> None:
+        with self.tx():
+            self.conn.execute("UPDATE raw_messages SET state=?, ticket_id=?, error=?, processed_at=? WHERE id=?",
+                              (state, ticket_id, error, iso(now), raw_id))
+
+    def ticket_with_same_bytes(self, raw_id: int) -> str | None:
+        """The ticket of an earlier stored copy with exactly these bytes (the same mail fetched twice)."""
+        rows = self.query("SELECT ticket_id FROM raw_messages WHERE sha256 = (SELECT sha256 FROM "
+                          "raw_messages WHERE id=?) AND id!=? AND ticket_id IS NOT NULL LIMIT 1", (raw_id, raw_id))
+        return rows[0]["ticket_id"] if rows else None
+
+    def unflagged(self, account: str, folder: str) -> list[dict[str, Any]]:
+        """Processed mail whose IMAP keyword has not been set yet."""
+        return self.query("SELECT id, uid, state, ticket_id FROM raw_messages WHERE account=? AND folder=? "
+                          "AND flagged=0 AND state!='received' ORDER BY uid", (account, folder))
+
+    def mark_flagged(self, ids: list[int]) -> None:
+        with self.tx():
+            self.conn.executemany("UPDATE raw_messages SET flagged=1 WHERE id=?", [(i,) for i in ids])
