@@ -182,6 +182,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         process_wake, send_wake = asyncio.Event(), asyncio.Event()
+        process_wake.set()  # mail stored before a restart is processed at once, not at the next new mail
+        send_wake.set()  # and what was queued goes out
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         self.stop_event.clear()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from inboxd.errors import ModelError
+from inboxd.mail.fetch import Fetcher, ImapSource
 from inboxd.stages.worker import CRASH_HOOK, POISON_LIMIT
+from inboxd.store.base import utcnow
 from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classifier
 
@@ -87,3 +90,28 @@ def test_model_failure_in_a_batch_quarantines_nothing_and_every_mail_is_ticketed
     assert [r["state"] for r in rows] == ["processed"] * 5
     assert len(tickets(settings)) == 5
     assert len(mailenv.smtp.messages) == 5
+
+
+def test_mail_stored_before_a_restart_is_processed_at_start_without_new_mail(tmp_path: Path, mailenv) -> None:
+    """A daemon killed after storing but before processing: the next start must not wait for new mail."""
+    settings = settings_for(tmp_path, mailenv)
+    mailenv.dovecot.append("support", mail(subject="stored, then the daemon died", sender="d@example.com"))
+    source = ImapSource(settings.imap, settings.imap.folder)
+    source.connect()
+    store = Store(settings.database)
+    try:  # what a daemon killed right after its fetch leaves: the mail stored, the checkpoint past it
+        Fetcher(source, store, account=settings.imap.account, folder=settings.imap.folder,
+                max_size=settings.imap.max_message_size, clock=utcnow).sync()
+    finally:
+        source.close()
+        store.close()
+    process = subprocess.Popen([sys.executable, "-m", "inboxd", "--config", str(settings.path), "run"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15  # well before the 30 s rescan
+        while time.monotonic() < deadline and not tickets(settings):
+            time.sleep(0.1)
+        assert [t["subject"] for t in tickets(settings)] == ["stored, then the daemon died"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
