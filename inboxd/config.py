@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from inboxd.errors import ConfigError, InvalidSetting
+from inboxd.resources import AGENTS_EXAMPLE, CONFIG_EXAMPLE, TEMPLATES
 from inboxd.sla.businesstime import BusinessCalendar, Duration, parse_duration
 from inboxd.sla.calendars import build_calendar
 from inboxd.tomlfile import find_line
@@ -454,6 +455,23 @@ def _sla_settings(path: Path, text: str, v: dict[str, Any]) -> SlaSettings:
                        v["webhook_url"], float(v["check_seconds"]))
 
 
+def _templates(path: Path, text: str, directory: str) -> Path | None:
+    """The admin's templates folder, checked against the shipped set now rather than when a customer writes."""
+    if not directory:
+        return None
+    folder = path.resolve().parent / directory
+    line = find_line(text, "templates", "directory")
+    if not folder.is_dir():
+        raise ConfigError(path, line, f"[templates] directory: the folder {folder} does not exist; leave the setting "
+                                      f"empty to use the shipped templates, or start from a copy of {TEMPLATES}")
+    missing = [f"{language.name}/{template.name}" for language in sorted(TEMPLATES.iterdir()) if language.is_dir()
+               for template in sorted(language.glob("*.j2")) if not (folder / language.name / template.name).is_file()]
+    if missing:
+        raise ConfigError(path, line, f"[templates] directory: {folder} lacks {', '.join(missing)}; every language "
+                                      f"folder needs the same files as the shipped templates in {TEMPLATES}")
+    return folder
+
+
 OFFLINE_DEFAULTS = """\
 [imap]
 host = "not-configured.invalid"
@@ -476,7 +494,8 @@ def load_settings(path: Path | str) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(path, 0, "configuration file not found (copy config.example.toml to start)") from None
+        raise ConfigError(path, 0, f"configuration file not found; start from a copy of {CONFIG_EXAMPLE} "
+                                   f"(and of {AGENTS_EXAMPLE} for agents.toml)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, 0, f"cannot read the configuration file: {exc}") from None
     return settings_from_text(path, text)
@@ -538,7 +557,7 @@ def settings_from_text(path: Path, text: str) -> Settings:
             vip=frozenset(a.lower().lstrip("@") for a in c["vip"]), retrain_after=c["retrain_after"],
             retrain_check_minutes=float(c["retrain_check_minutes"]),
         ),
-        templates=(here / v["templates"]["directory"]) if v["templates"]["directory"] else None,
+        templates=_templates(path, text, v["templates"]["directory"]),
         log_level=v["logging"]["level"],
         log_format=v["logging"]["format"],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from inboxd.cli.main import main
 from inboxd.config import ConfigError, load_settings
+from inboxd.resources import CONFIG_EXAMPLE, TEMPLATES
 
 from helpers import MINIMAL_CONFIG
 
@@ -113,3 +115,26 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("INBOXD_CONFIG", str(write(tmp_path, MINIMAL)))
     result = CliRunner().invoke(main, ["check-config"])
     assert result.exit_code == 0, result.output
+
+
+def test_missing_templates_folder_is_a_configuration_error(tmp_path: Path) -> None:
+    err = error_of(tmp_path, MINIMAL + '\n[templates]\ndirectory = "my-templates"\n')
+    assert err.line == 14 and str(tmp_path / "my-templates") in err.message and "does not exist" in err.message
+
+
+def test_incomplete_templates_folder_names_the_missing_file(tmp_path: Path) -> None:
+    templates = tmp_path / "my-templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "zh-Hans" / "ack.html.j2").unlink()
+    config = write(tmp_path, MINIMAL + '\n[templates]\ndirectory = "my-templates"\n')
+    result = CliRunner().invoke(main, ["--config", str(config), "check-config"])
+    assert result.exit_code == 2, result.output
+    assert "inboxd.toml:14:" in result.output and "lacks zh-Hans/ack.html.j2;" in result.output
+    (templates / "zh-Hans" / "ack.html.j2").write_text("<p>{{ ticket_id }}</p>", encoding="utf-8")
+    assert load_settings(config).templates == templates
+
+
+def test_missing_config_file_points_at_the_shipped_example(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "inboxd.toml")
+    assert str(CONFIG_EXAMPLE) in info.value.message and CONFIG_EXAMPLE.is_file()

@@ -1,16 +1,23 @@
-"""Reply templates (reply_templates/<lang>/ack.*.j2) and the demo mailbox (data/demo/mailbox/*.eml)."""
+"""Reply templates (reply_templates/<lang>/ack.*.j2), the logged fallbacks when a team's copy is broken, and the
+demo mailbox (data/demo/mailbox/*.eml)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 import runpy
+import shutil
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError, meta, select_autoescape
+
+from inboxd.reply.render import Renderer
 
 ROOT = Path(__file__).parents[1]
 TEMPLATES = ROOT / "reply_templates"
@@ -237,6 +244,72 @@ def test_whitespace_only_subject_counts_as_empty(env: Environment, lang: str) ->
 def test_chinese_templates_stay_in_their_own_script(env: Environment, lang: str, kind: str) -> None:
     out = render(env, lang, kind)
     assert not FOREIGN_SCRIPT[lang] & set(out), FOREIGN_SCRIPT[lang] & set(out)
+
+
+# --------------------------------------------------------------------------- fallbacks are logged
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def render_log() -> Iterator[list[logging.LogRecord]]:
+    """The warnings of inboxd.render, whatever setup_logging() an earlier test left on the inboxd logger."""
+    logger, handler = logging.getLogger("inboxd.render"), _Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    yield handler.records
+    logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def team_templates(tmp_path: Path) -> Path:
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    return tmp_path / "templates"
+
+
+def test_missing_language_falls_back_to_english_and_says_so(team_templates: Path, render_log: list[Any]) -> None:
+    shutil.rmtree(team_templates / "zh-Hant")
+    out = Renderer(team_templates).render("ack", "zh-Hant", context("zh-Hant"))
+    assert "Ticket number" in out.text and out.html
+    [record] = render_log
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, "template_missing")
+    assert record.fields["template"] == "zh-Hant/ack.subject.j2"
+
+
+def test_template_missing_in_every_language_uses_the_built_in_text(team_templates: Path,
+                                                                   render_log: list[Any]) -> None:
+    for lang in LANGS:
+        (team_templates / lang / "ack.txt.j2").unlink()
+    out = Renderer(team_templates).render("ack", "zh-Hans", context("zh-Hans"))
+    assert "registered as ticket SUP-12" in out.text and out.html is None
+    *_, last = render_log
+    assert (last.levelno, last.getMessage()) == (logging.ERROR, "template_not_found")
+    assert last.fields["languages"] == "zh-Hans,en" and last.fields["using"] == "built-in text"
+
+
+def test_broken_template_is_logged_with_its_line(team_templates: Path, render_log: list[Any]) -> None:
+    (team_templates / "en" / "ack.txt.j2").write_text("Hello\n{% if %}\n", encoding="utf-8")
+    out = Renderer(team_templates).render("ack", "en", context("en"))
+    assert "registered as ticket SUP-12" in out.text
+    [record] = render_log
+    assert (record.levelno, record.getMessage()) == (logging.ERROR, "template_failed")
+    assert record.fields["error"].startswith("line 2: ") and record.fields["using"] == "built-in text"
+
+
+def test_missing_html_part_sends_text_only_and_says_so(team_templates: Path, render_log: list[Any]) -> None:
+    (team_templates / "en" / "ack.html.j2").unlink()
+    out = Renderer(team_templates).render("ack", "en", context("en"))
+    assert "Ticket number" in out.text and out.html is None
+    [record] = render_log
+    assert record.getMessage() == "template_missing" and record.fields["using"] == "text only"
 
 
 # --------------------------------------------------------------------------- demo mailbox

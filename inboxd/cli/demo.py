@@ -1,10 +1,12 @@
 """``inboxd demo``: the whole pipeline on a bundled sample mailbox, no server needed.
 
-The sample mail in ``data/demo/mailbox`` (several languages and charsets, an
-auto-reply, a bounce, a broken message) is read by a directory-backed mail
-source with the same interface as IMAP, and acknowledgements are delivered over
+The sample mail shipped with inboxd (``data/demo/mailbox``: several languages and
+charsets, an auto-reply, a bounce, a broken message) is read by a directory-backed
+mail source with the same interface as IMAP, and acknowledgements are delivered over
 real SMTP to an aiosmtpd server running inside this process. The clock is fixed
 at Tue 24 Nov 2026, 11:05 Taipei time so the output is the same on every run.
+A demo that creates no ticket fails (exit code 1): it is also the quickest check
+that an installation is complete.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ from aiosmtpd.controller import Controller
 from inboxd.config import load_settings
 from inboxd.daemon import Daemon
 from inboxd.mail.fetch import Fetched
+from inboxd.resources import DEMO, RULES
 from inboxd.store import views
 from inboxd.store.sqlite import Store
 from inboxd.triage.train import bundled_examples, save, train
 
-DEMO_MAILBOX = Path(__file__).resolve().parents[2] / "data" / "demo" / "mailbox"
-BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules"
-DEMO_ROUTING = DEMO_MAILBOX.parent / "routing.toml"
-DEMO_AGENTS = DEMO_MAILBOX.parent / "agents.toml"
+DEMO_MAILBOX = DEMO / "mailbox"
+DEMO_ROUTING = DEMO / "routing.toml"
+DEMO_AGENTS = DEMO / "agents.toml"
 DEMO_NOW = datetime(2026, 11, 24, 11, 5, tzinfo=ZoneInfo("Asia/Taipei"))
 DEMO_CONFIG = """\
 # Written by `inboxd demo`: the sample mailbox is read from {mailbox}
@@ -122,6 +124,11 @@ def _free_port() -> int:
 
 
 def run_demo(keep: Path | None = None) -> None:
+    """Run the pipeline on the sample mailbox and print what happened; ClickException if nothing was ticketed."""
+    mailbox = DirectoryMailbox(DEMO_MAILBOX)
+    if not mailbox.files:
+        raise click.ClickException(f"The demo found no sample mails in {DEMO_MAILBOX}: this copy of inboxd is "
+                                   "incomplete. Reinstall it (e.g. pipx reinstall inboxd) and try again.")
     workdir = keep or Path(tempfile.mkdtemp(prefix="inboxd-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     capture = _Capture()
@@ -133,7 +140,7 @@ def run_demo(keep: Path | None = None) -> None:
                           encoding="utf-8")
         rules = workdir / "rules"
         rules.mkdir(exist_ok=True)
-        for path in BUNDLED_RULES.glob("*.toml"):  # the shipped triage rules, with the demo's routes
+        for path in RULES.glob("*.toml"):  # the shipped triage rules, with the demo's routes
             shutil.copy(DEMO_ROUTING if path.name == "routing.toml" else path, rules / path.name)
         (workdir / "inboxd-demo.db").unlink(missing_ok=True)
         settings = load_settings(config)
@@ -141,21 +148,26 @@ def run_demo(keep: Path | None = None) -> None:
         if examples:
             click.echo(f"Training the category model on {len(examples)} bundled examples...")
             save(train(examples), settings.classify.model)
-        daemon = Daemon(settings, source=DirectoryMailbox(DEMO_MAILBOX), clock=lambda: DEMO_NOW)
+        daemon = Daemon(settings, source=mailbox, clock=lambda: DEMO_NOW)
         asyncio.run(daemon.run_once())
-        _report(Store(settings.database), capture.messages, settings.database if keep else None)
+        tickets = _report(Store(settings.database), len(mailbox.files), capture.messages,
+                          settings.database if keep else None)
+        if not tickets:
+            raise click.ClickException(f"The demo read {len(mailbox.files)} sample mails but created no ticket "
+                                       "from them; the lines above say why.")
     finally:
         controller.stop()
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _report(store: Store, sent: list[bytes], database: Path | None) -> None:
-    click.secho(f"inboxd demo: {len(DirectoryMailbox(DEMO_MAILBOX).files)} sample mails from {DEMO_MAILBOX}",
-                bold=True)
+def _report(store: Store, mails: int, sent: list[bytes], database: Path | None) -> int:
+    """Print the tickets, the deliveries and one acknowledgement; return the number of tickets."""
+    click.secho(f"inboxd demo: {mails} sample mails from {DEMO_MAILBOX}", bold=True)
     click.echo(f"(clock fixed at {DEMO_NOW:%a %d %b %Y %H:%M} Taipei time)\n")
     click.secho("Tickets", bold=True)
-    for t in views.demo_tickets(store):
+    tickets = views.demo_tickets(store)
+    for t in tickets:
         messages = views.inbound_count(store, t["ticket_id"])
         ack = views.ack_events(store, t["ticket_id"])
         note = "ack queued" if ack and ack[0]["kind"] == "ack_queued" else \
@@ -186,6 +198,7 @@ def _report(store: Store, sent: list[bytes], database: Path | None) -> None:
                    f"{database.parent / 'inboxd.toml'} tickets list)")
     else:
         click.echo("Keep this run's database and look inside with: inboxd demo --keep FOLDER")
+    return len(tickets)
 
 
 def _plain(msg: email.message.EmailMessage) -> str:

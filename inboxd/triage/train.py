@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from inboxd.errors import BadInput, ModelError
+from inboxd.resources import TRAINING as BUNDLED_TRAINING  # under this name for the callers that import it here
 from inboxd.triage.rules import CATEGORIES
 
 # scikit-learn and joblib are imported inside the functions that use them: importing them
@@ -30,7 +31,6 @@ from inboxd.triage.rules import CATEGORIES
 
 MODEL_FORMAT = 1
 MAX_TEXT = 4000
-BUNDLED_TRAINING = Path(__file__).resolve().parents[2] / "data" / "training"
 
 
 @dataclass(frozen=True)
