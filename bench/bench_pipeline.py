@@ -315,6 +315,7 @@ class Child:
         self.returncode: int | None = None
         self.maxrss_kb: int | None = None
         self.rss_samples_kb: list[int] = []
+        self.rss_sample_times: list[float] = []  # wall clock of each sample, to place it in a stage
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -339,6 +340,7 @@ class Child:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         self.rss_samples_kb.append(int(line.split()[1]))
+                        self.rss_sample_times.append(time.time())
                         return
         except OSError:
             pass
@@ -394,9 +396,21 @@ def event_span(events: list[dict[str, Any]], name: str) -> tuple[str, str, int] 
     return (times[0], times[-1], len(times)) if times else None
 
 
-def stage_seconds(events: list[dict[str, Any]], started_wall: float, ended_wall: float) -> dict[str, float]:
-    """Stages of one `run --once` from its log (wall clock, ms resolution), in the order inboxd does
-    them: start-up (interpreter, imports, configuration, rules), model load (scikit-learn import +
+def stage_peak_rss(bounds: list[tuple[str, float, float]], child: Child) -> dict[str, float]:
+    """Highest sampled VmRSS (MB, every ~10 ms) within each stage: where the peak RSS is reached,
+    and whether a stage's memory grows with the backlog."""
+    out: dict[str, float] = {}
+    for name, start, end in bounds:
+        inside = [kb for t, kb in zip(child.rss_sample_times, child.rss_samples_kb) if start <= t <= end]
+        if inside:
+            out[name] = round(max(inside) / 1024, 1)
+    return out
+
+
+def stage_bounds(events: list[dict[str, Any]], started_wall: float,
+                 ended_wall: float) -> list[tuple[str, float, float]]:
+    """(name, start, end) of the stages of one `run --once` from its log (wall clock, ms resolution),
+    in the order inboxd does them: start-up (interpreter, imports, configuration, rules), model load (scikit-learn import +
     joblib), IMAP connect + fetch + store of the whole backlog, processing, the SLA watch check
     (inboxd.sla.watch, no log line of its own) and SMTP connect, sending the whole outbox, then marking the fetched mail with IMAP keywords and logging out, exit."""
     def stamp(e: dict[str, Any]) -> float:
@@ -421,10 +435,7 @@ def stage_seconds(events: list[dict[str, Any]], started_wall: float, ended_wall:
              ("first_sent", "last_sent"): "sending", ("last_sent", "done"): "mark_keywords",
              ("last_processed", "done"): "mark_keywords", ("done", "exit"): "exit"}
     known = [(n, t) for n, t in points if t is not None]
-    out: dict[str, float] = {}
-    for (a, ta), (b, tb) in zip(known, known[1:]):
-        out[names.get((a, b), f"{a}_to_{b}")] = round(tb - ta, 3)
-    return out
+    return [(names.get((a, b), f"{a}_to_{b}"), ta, tb) for (a, ta), (b, tb) in zip(known, known[1:])]
 
 
 def per_mail_trend(events: list[dict[str, Any]]) -> tuple[float, float] | None:
@@ -565,7 +576,9 @@ def phase_once(work: Path, dovecot: Any, sink: Any, corpus: Corpus, args: argpar
                 "sent": sum(1 for e in events if e.get("event") == "mail_sent"),
                 "outbox_pending_after": db["outbox_pending"]}
         if run == 1:
-            info["stage_seconds"] = stage_seconds(events, child.started_wall, child.ended_wall)
+            bounds = stage_bounds(events, child.started_wall, child.ended_wall)
+            info["stage_seconds"] = {name: round(end - start, 3) for name, start, end in bounds}
+            info["stage_peak_rss_mb"] = stage_peak_rss(bounds, child)
             info["processing_ms_per_mail_first_last_tenth"] = per_mail_trend(events)
             info["model"] = next((e["event"] for e in events if e.get("event") in ("model_loaded", "model_unavailable")),
                                  None)
@@ -951,6 +964,9 @@ def print_summary(result: dict[str, Any]) -> None:
     if once and once["runs"][0].get("stage_seconds"):
         st = once["runs"][0]["stage_seconds"]
         rows.append(("  first run stages (s)", "", ", ".join(f"{k} {v:.2f}" for k, v in st.items())))
+        peaks = once["runs"][0].get("stage_peak_rss_mb")
+        if peaks:
+            rows.append(("  peak RSS per stage (MB)", "", ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())))
         trend = once["runs"][0].get("processing_ms_per_mail_first_last_tenth")
         if trend:
             rows.append(("  processing per mail", f"{trend[0]:.1f} -> {trend[1]:.1f} ms",

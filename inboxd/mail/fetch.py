@@ -5,6 +5,11 @@ moved in the same transaction that stores a message, so a restart neither skips
 nor repeats one. The \\Seen flag is never used or changed (agents read the same
 mailbox); mail is fetched with BODY.PEEK and, once processed, marked with the
 keywords ``$inboxd`` and ``$inboxd-<ticket>``. Nothing is ever deleted.
+
+Memory does not grow with the backlog: new mail is read and stored a batch at a
+time, keywords are set a page at a time, and the ``FLAGS`` lists a server sends
+whenever a new keyword appears (each naming every keyword of the mailbox, one per
+ticket) are dropped instead of piling up in imaplib.
 """
 
 from __future__ import annotations
@@ -16,26 +21,33 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby, islice
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from inboxd.config import ImapSettings
 from inboxd.errors import MailboxError, MailboxPermanent, MailboxTransient, describe
 from inboxd.log import log
 from inboxd.mail.tls import client_context
+from inboxd.model import RawState
 from inboxd.store.sqlite import Store
 
 logger = logging.getLogger("inboxd.fetch")
 
 PROCESSED_KEYWORD = "$inboxd"
 QUARANTINE_KEYWORD = "$inboxd-quarantined"
+GENERIC_KEYWORDS = (PROCESSED_KEYWORD, QUARANTINE_KEYWORD)
 OVERSIZE_TEXT_BYTES = 256 * 1024  # of an oversized message, keep headers and this much of the body
 BATCH_BYTES = 8 * 1024 * 1024
+FETCH_UIDS = 500  # UIDs per FETCH and per stored batch: a short command line, a bounded answer
+KEYWORD_PAGE = 1000  # processed mails given their keywords per round
+PIPELINE = 100  # STOREs sent before their answers are read (a few KB: no risk of a send/receive deadlock)
+UID_SET_CHARS = 4000  # longest UID set in one command (servers limit lines; RFC 7162 advises <= 8192 octets)
 MAX_BACKOFF = 300.0
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,8 +70,8 @@ class MailSource(Protocol):
 
     def close(self) -> None: ...
 
-    def new_messages(self, after_uid: int) -> list[tuple[int, int]]:
-        """(uid, size) of messages with a UID above ``after_uid``, in UID order."""
+    def new_messages(self, after_uid: int) -> Iterable[tuple[int, int]]:
+        """(uid, size) of messages with a UID above ``after_uid``, in UID order (may be produced lazily)."""
         ...
 
     def fetch(self, uids: Sequence[int], max_size: int, sizes: dict[int, int]) -> dict[int, Fetched]: ...
@@ -126,16 +138,24 @@ class ImapSource:
     def _client(self) -> IMAPClient:
         if self.client is None:
             raise ConnectionError("not connected")
+        _drop_flag_lists(self.client)  # e.g. from a keyword another client created meanwhile
         return self.client
 
+    def new_messages(self, after_uid: int) -> Iterator[tuple[int, int]]:
+        """One SEARCH for the UIDs, then their sizes FETCH_UIDS at a time as the caller goes, so a large
+        backlog is never held whole (a size answer costs about 400 bytes of Python objects per mail)."""
+        uids = self._uids_after(after_uid)
+        for start in range(0, len(uids), FETCH_UIDS):
+            yield from self._sizes(uids[start:start + FETCH_UIDS])
+
     @_mapped
-    def new_messages(self, after_uid: int) -> list[tuple[int, int]]:
-        client = self._client()
-        uids = [u for u in client.search(["UID", f"{after_uid + 1}:*"]) if u > after_uid]
-        if not uids:
-            return []
-        sizes = client.fetch(uids, ["RFC822.SIZE"])
-        return sorted((u, int(sizes[u][b"RFC822.SIZE"])) for u in uids if u in sizes)
+    def _uids_after(self, after_uid: int) -> list[int]:
+        return sorted(u for u in self._client().search(["UID", f"{after_uid + 1}:*"]) if u > after_uid)
+
+    @_mapped
+    def _sizes(self, uids: list[int]) -> list[tuple[int, int]]:
+        sizes = self._client().fetch(uids, ["RFC822.SIZE"])
+        return [(u, int(sizes[u][b"RFC822.SIZE"])) for u in uids if u in sizes]
 
     @_mapped
     def fetch(self, uids: Sequence[int], max_size: int, sizes: dict[int, int]) -> dict[int, Fetched]:
@@ -155,21 +175,31 @@ class ImapSource:
                                omitted=_attachments_from_structure(data.get(b"BODYSTRUCTURE")))
         return out
 
-    @_mapped
     def add_keywords(self, uids: Sequence[int], keywords: Sequence[str]) -> None:
-        if not self.keywords_allowed or not uids:
+        """MailSource's form: the same keywords on every UID."""
+        self.add_keyword_map({k: uids for k in keywords})
+
+    @_mapped
+    def add_keyword_map(self, marks: Mapping[str, Sequence[int]]) -> None:
+        """Add each keyword to its own UIDs, with one pipelined round trip per PIPELINE STOREs.
+
+        IMAP sets the same flags on every UID of a STORE, so each ticket keyword needs its own
+        command; sent PIPELINE at a time before the answers are read, they cost a round trip
+        per hundred tickets, not per ticket (and Dovecot folds the FLAGS updates of several
+        into one). The generic keywords go first: if the server then refuses ticket keywords
+        (some cap how many a mailbox may have), every mail is still marked as handled, and
+        ticket keywords stay off for this source.
+        """
+        if not self.keywords_allowed:
             return
         client = self._client()
-        wanted = [k for k in keywords if self.ticket_keywords or k in (PROCESSED_KEYWORD, QUARANTINE_KEYWORD)]
-        try:
-            client.add_flags(list(uids), [k.encode() for k in wanted], silent=True)
-        except IMAPClientError as exc:
-            if not self.ticket_keywords or len(wanted) == 1:
-                raise
-            # Some servers cap the number of distinct keywords: keep only the generic one.
+        generic = [(k, uids) for k, uids in marks.items() if k in GENERIC_KEYWORDS and uids]
+        if refused := _store_pipelined(client, generic):
+            raise IMAPClientError(f"UID STORE refused: {refused}")
+        tickets = [(k, uids) for k, uids in marks.items() if k not in GENERIC_KEYWORDS and uids]
+        if self.ticket_keywords and (refused := _store_pipelined(client, tickets)):
             self.ticket_keywords = False
-            log(logger, logging.WARNING, "ticket_keywords_disabled", error=str(exc))
-            client.add_flags(list(uids), [wanted[0].encode()], silent=True)
+            log(logger, logging.WARNING, "ticket_keywords_disabled", error=refused)
 
     @_mapped
     def wait(self, timeout: float, interrupted: Callable[[], bool]) -> None:
@@ -206,6 +236,62 @@ class ImapSource:
         for name in ("EXISTS", "RECENT"):
             found = pending.pop(name, None) is not None or found
         return found
+
+
+def _store_pipelined(client: IMAPClient, marks: Sequence[tuple[str, Sequence[int]]]) -> str | None:
+    """``UID STORE +FLAGS.SILENT`` of each (keyword, UIDs), PIPELINE commands in flight at a time.
+
+    Uses imaplib's tagged-command calls, as imapclient's own fetch does: ``_command`` sends and
+    registers a tag, ``_command_complete`` reads up to that tag's answer. Returns the first
+    refusal (NO or BAD); no command is sent after one, but every answer in flight is read.
+    """
+    imap = client._imap
+    commands = ((keyword, uid_set) for keyword, uids in marks for uid_set in _uid_sets(uids))
+    refused: str | None = None
+    while refused is None and (window := list(islice(commands, PIPELINE))):
+        tags = [imap._command("UID", "STORE", uid_set, "+FLAGS.SILENT", f"({keyword})") for keyword, uid_set in window]
+        for tag, (keyword, _uids) in zip(tags, window):
+            try:
+                typ, data = imap._command_complete("STORE", tag)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:  # a BAD answer
+                typ, data = "BAD", [str(exc)]
+            finally:
+                _drop_flag_lists(client)
+            if typ != "OK" and refused is None:
+                refused = f"{keyword}: {typ} {data[0]!r}"
+    return refused
+
+
+def _uid_sets(uids: Iterable[int]) -> Iterator[str]:
+    """The UIDs as IMAP sets of runs ("4:9,12"), each at most UID_SET_CHARS long."""
+    parts: list[str] = []
+    length = 0
+    for _, run in groupby(enumerate(sorted(set(uids))), lambda pair: pair[1] - pair[0]):
+        members = [uid for _, uid in run]
+        part = str(members[0]) if len(members) == 1 else f"{members[0]}:{members[-1]}"
+        if parts and length + len(part) + 1 > UID_SET_CHARS:
+            yield ",".join(parts)
+            parts, length = [], 0
+        parts.append(part)
+        length += len(part) + 1
+    if parts:
+        yield ",".join(parts)
+
+
+def _drop_flag_lists(client: IMAPClient) -> None:
+    """Forget the untagged FLAGS / PERMANENTFLAGS (and OK) lines imaplib keeps for the caller.
+
+    A server sends both, naming every keyword of the mailbox, each time a new keyword appears:
+    with a keyword per ticket that is one line per ticket, each longer than the last. imaplib
+    keeps them all until the next SELECT; inboxd reads none of them (EXISTS/RECENT are kept,
+    ``_pending_new_mail`` needs them).
+    """
+    pending = getattr(getattr(client, "_imap", None), "untagged_responses", None)
+    if isinstance(pending, dict):
+        for name in ("FLAGS", "PERMANENTFLAGS", "OK"):
+            pending.pop(name, None)
 
 
 def _quiet_logout(client: IMAPClient) -> None:
@@ -263,7 +349,11 @@ class Fetcher:
         self.clock, self.on_stored = clock, on_stored
 
     def sync(self) -> int:
-        """Store every message above the checkpoint; returns how many were stored."""
+        """Store every message above the checkpoint; returns how many were stored.
+
+        The backlog is fetched and stored as it is listed, a batch at a time (BATCH_BYTES,
+        FETCH_UIDS), so what is held in memory does not depend on its length.
+        """
         uidvalidity = self.source.uidvalidity
         checkpoint = self.store.checkpoint(self.account, self.folder)
         last_uid = 0
@@ -274,46 +364,63 @@ class Fetcher:
                 log(logger, logging.WARNING, "uidvalidity_changed", account=self.account, folder=self.folder,
                     old=checkpoint[0], new=uidvalidity,
                     note="reading the folder again; mail already ticketed is recognised and not duplicated")
-        pending = self.source.new_messages(last_uid)
-        sizes = dict(pending)
-        stored = 0
-        while pending:
-            batch: list[int] = []
-            total = 0
-            while pending and (not batch or total + min(pending[0][1], self.max_size) <= BATCH_BYTES):
-                uid, size = pending.pop(0)
-                batch.append(uid)
-                total += min(size, self.max_size)
-            fetched = self.source.fetch(batch, self.max_size, sizes)
-            with self.store.tx():  # one durable commit per fetched batch, checkpoint included
-                for uid in batch:
-                    item = fetched.get(uid)
-                    if item is None:  # expunged by someone between SEARCH and FETCH
-                        continue
-                    self.store.store_raw(self.account, self.folder, uidvalidity, uid, item.raw, size=item.size,
-                                         truncated=item.truncated, omitted=item.omitted, now=self.clock())
-                    stored += 1
-                    if item.truncated:
-                        log(logger, logging.WARNING, "message_oversized", uid=uid, size=item.size,
-                            limit=self.max_size, note="stored without its attachments")
-            self.on_stored()
+        stored = total = 0
+        batch: dict[int, int] = {}  # uid -> size
+        for uid, size in self.source.new_messages(last_uid):
+            if batch and (len(batch) >= FETCH_UIDS or total + min(size, self.max_size) > BATCH_BYTES):
+                stored += self._store_batch(batch, uidvalidity)
+                batch, total = {}, 0
+            batch[uid] = size
+            total += min(size, self.max_size)
+        if batch:
+            stored += self._store_batch(batch, uidvalidity)
         if not stored:
             self.store.set_checkpoint(self.account, self.folder, uidvalidity, last_uid, self.clock())
         return stored
 
+    def _store_batch(self, sizes: dict[int, int], uidvalidity: int) -> int:
+        fetched = self.source.fetch(list(sizes), self.max_size, sizes)
+        stored = 0
+        with self.store.tx():  # one durable commit per fetched batch, checkpoint included
+            for uid in sizes:
+                item = fetched.get(uid)
+                if item is None:  # expunged by someone between SEARCH and FETCH
+                    continue
+                self.store.store_raw(self.account, self.folder, uidvalidity, uid, item.raw, size=item.size,
+                                     truncated=item.truncated, omitted=item.omitted, now=self.clock())
+                stored += 1
+                if item.truncated:
+                    log(logger, logging.WARNING, "message_oversized", uid=uid, size=item.size,
+                        limit=self.max_size, note="stored without its attachments")
+        self.on_stored()
+        return stored
+
     def mark_processed(self) -> int:
-        """Set keywords on processed mail so agents see in their client what inboxd has handled."""
-        rows = self.store.unflagged(self.account, self.folder)
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            if row["state"] == "quarantined":
-                groups[(QUARANTINE_KEYWORD,)].append(row)
+        """Set keywords on processed mail so agents see in their client what inboxd has handled.
+
+        A page of KEYWORD_PAGE mails at a time: one STORE of ``$inboxd`` for the page, the
+        ticket keywords pipelined (``ImapSource.add_keyword_map``); a page is marked flagged
+        in the database only once its STOREs succeeded, so a failure repeats them, harmlessly.
+        """
+        done = last_id = 0
+        while rows := self.store.unflagged_page(self.account, self.folder, after_id=last_id, limit=KEYWORD_PAGE):
+            marks: dict[str, list[int]] = defaultdict(list)
+            for row in rows:
+                if row["state"] == RawState.QUARANTINED:
+                    marks[QUARANTINE_KEYWORD].append(row["uid"])
+                    continue
+                marks[PROCESSED_KEYWORD].append(row["uid"])
+                if row["ticket_id"]:  # e.g. an agent's mail that names no ticket has none
+                    marks[f"{PROCESSED_KEYWORD}-{row['ticket_id']}"].append(row["uid"])
+            if isinstance(self.source, ImapSource):  # other sources (the demo's folder) take one set per call
+                self.source.add_keyword_map(marks)
             else:
-                groups[(PROCESSED_KEYWORD, f"{PROCESSED_KEYWORD}-{row['ticket_id']}")].append(row)
-        for keywords, members in groups.items():
-            self.source.add_keywords([r["uid"] for r in members], keywords)
-            self.store.mark_flagged([r["id"] for r in members])
-        return len(rows)
+                for keyword, uids in marks.items():
+                    self.source.add_keywords(uids, [keyword])
+            self.store.mark_flagged([r["id"] for r in rows])
+            last_id = rows[-1]["id"]
+            done += len(rows)
+        return done
 
     def run(self, stop: threading.Event, wake: threading.Event, poll_interval: float) -> None:
         """The fetch loop of the daemon: connect, sync, mark, wait; reconnect with backoff."""

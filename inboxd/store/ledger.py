@@ -87,10 +87,14 @@ class Ledger(Connection):
                           "raw_messages WHERE id=?) AND id!=? AND ticket_id IS NOT NULL LIMIT 1", (raw_id, raw_id))
         return rows[0]["ticket_id"] if rows else None
 
-    def unflagged(self, account: str, folder: str) -> list[dict[str, Any]]:
-        """Processed mail whose IMAP keyword has not been set yet."""
+    def unflagged_page(self, account: str, folder: str, *, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Processed mail whose IMAP keywords are not set yet, a page at a time in id (index) order.
+
+        Paged so that marking a large backlog holds one page of rows, not one row per mail.
+        """
         return self.query("SELECT id, uid, state, ticket_id FROM raw_messages WHERE account=? AND folder=? "
-                          "AND flagged=0 AND state!='received' ORDER BY uid", (account, folder))
+                          "AND flagged=0 AND state!='received' AND id>? ORDER BY id LIMIT ?",
+                          (account, folder, after_id, limit))
 
     def mark_flagged(self, ids: list[int]) -> None:
         with self.tx():
