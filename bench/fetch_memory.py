@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,9 @@ def child(config: str) -> None:
     from inboxd.store.sqlite import Store
 
     def peak_mb() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        """VmHWM: unlike ru_maxrss, which a child inherits from the (large) parent, it starts at exec."""
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
     settings = load_settings(config)
     imap = settings.imap
