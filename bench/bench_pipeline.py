@@ -240,8 +240,8 @@ def make_sink_class() -> type:
 
 
 def write_config(directory: Path, dovecot: Any, sink: Any, db_name: str, poll_interval: float,
-                 ack_limit: int, model: Path) -> Path:
-    box, smtp = dovecot.imap_config("support"), sink.smtp_config()
+                 ack_limit: int, model: Path, user: str = "support") -> Path:
+    box, smtp = dovecot.imap_config(user), sink.smtp_config()
     text = f"""\
 [imap]
 host = "{box['host']}"
@@ -892,6 +892,67 @@ def phase_latency(work: Path, dovecot: Any, sink: Any, args: argparse.Namespace,
             "mean_ms": statistics.fmean(ordered), "missed_counted_as_ms": timeout_ms, **breakdown, "all_ms": [round(s, 2) for s in samples]}
 
 
+BUSY_USER = "customer2"  # its own mailbox, so the backlog of the other phases is not in the way
+
+
+def phase_busy(work: Path, dovecot: Any, sink: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """A new customer while a large backlog drains: ``--busy-backlog`` mails wait in a mailbox of
+    their own; the daemon starts on a fresh database; once its first acknowledgement is out,
+    ``--busy-samples`` single mails are APPENDed one at a time (each after the previous one's
+    ack), and APPEND -> ack is timed as in the latency phase. The drain of the backlog itself
+    (spawn -> last backlog ack) is reported as well."""
+    corpus = build_corpus(args.busy_backlog, seed=2)
+    t = time.monotonic()
+    append_all(dovecot, corpus.raws, user=BUSY_USER)
+    appended = time.monotonic() - t
+    print(f"  appended {len(corpus.raws)} mails in {appended:.1f} s", flush=True)
+    config = write_config(work, dovecot, sink, "busy.db", args.poll_interval, args.ack_limit, args.model,
+                          user=BUSY_USER)
+    sink.clear()
+    child = Child(inboxd_args(config), work / "busy.log")
+    samples: list[dict[str, float]] = []
+    rng = random.Random(11)
+    try:
+        if not wait_until(lambda: sink.count() > 0 or child.poll() is not None, args.timeout, 0.01):
+            raise RuntimeError("the daemon sent no acknowledgement")
+        with dovecot.client(BUSY_USER) as imap:
+            for i in range(args.busy_samples):
+                sender, raw = latency_mail(5000 + i)
+                t0 = time.monotonic()
+                imap.append("INBOX", raw)
+                if not wait_until(lambda: sender in sink.by_rcpt or child.poll() is not None, args.sample_timeout):
+                    samples.append({"ms": args.sample_timeout * 1000, "backlog_acks_so_far": sink.count(),
+                                    "missed": 1})
+                    continue
+                if child.poll() is not None:
+                    raise RuntimeError(f"inboxd run exited {child.returncode}:\n{child.log_text()[-3000:]}")
+                samples.append({"ms": (sink.by_rcpt[sender] - t0) * 1000, "backlog_acks_so_far": sink.count(),
+                                "missed": 0})
+                child.sample_rss()
+                time.sleep(args.pause + rng.uniform(0, args.pause))
+        expected = corpus.expected_acks + len(samples)
+        if not wait_until(lambda: sink.count() >= expected or child.poll() is not None, args.timeout, 0.05):
+            raise RuntimeError(f"backlog not drained: {sink.count()}/{expected} acks after {args.timeout} s")
+        drained = sink.times[-1] - child.started
+        child.sample_rss()
+    finally:
+        child.stop()
+    during = [s["ms"] for s in samples if s["backlog_acks_so_far"] < expected]
+    ordered = sorted(during)
+
+    def pct(p: float) -> float:
+        k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
+        return ordered[k]
+
+    return {"backlog": len(corpus.raws), "backlog_acks": corpus.expected_acks, "append_seconds": appended,
+            "samples": len(samples), "samples_during_drain": len(during),
+            "missed": sum(int(s["missed"]) for s in samples),
+            "p50_ms": pct(50) if during else None, "p99_ms": pct(99) if during else None,
+            "max_ms": ordered[-1] if during else None,
+            "drain_seconds": drained, "drain_messages_per_second": (len(corpus.raws) + len(samples)) / drained,
+            "maxrss_mb": (child.maxrss_kb or 0) / 1024, "all": samples}
+
+
 def phase_idle_floor(dovecot: Any, samples: int) -> dict[str, Any]:
     """How long Dovecot itself takes to tell an IDLE client about an APPEND (no inboxd involved)."""
     raw = latency_mail(0)[1]
@@ -1001,6 +1062,14 @@ def print_summary(result: dict[str, Any]) -> None:
     if floor and floor.get("samples"):
         rows.append(("Dovecot IDLE floor p50 / max", f"{floor['p50_ms']:.0f} / {floor['max_ms']:.0f} ms",
                      "APPEND -> EXISTS seen by a plain imapclient IDLE session"))
+    busy = result.get("busy")
+    if busy:
+        rows.append((f"new mail while {busy['backlog']} drain: p50 / p99",
+                     f"{busy['p50_ms']:.0f} / {busy['p99_ms']:.0f} ms" if busy["p50_ms"] is not None else "n/a",
+                     f"{busy['samples_during_drain']} of {busy['samples']} samples during the drain, "
+                     f"{busy['missed']} missed; max {busy['max_ms'] or 0:.0f} ms"))
+        rows.append((f"  drain of those {busy['backlog']}", f"{busy['drain_messages_per_second']:.1f} msg/s",
+                     f"{busy['drain_seconds']:.1f} s spawn -> last ack, peak RSS {busy['maxrss_mb']:.0f} MB"))
     if result.get("daemon_shutdown"):
         sd = result["daemon_shutdown"]
         rows.append(("daemon SIGTERM -> exit", f"{sd['seconds']:.2f} s",
@@ -1062,6 +1131,9 @@ def main() -> int:
     parser.add_argument("--profile", nargs="?", const="py-spy", choices=["py-spy", "cprofile"],
                         help="finally profile one more `run --once` on a fresh database, with py-spy (default; "
                              "`pip install py-spy`) or cProfile in every thread")
+    parser.add_argument("--busy-backlog", type=int, default=0,
+                        help="also time single new mails while a backlog of this many drains (e.g. 10000; 0: skip)")
+    parser.add_argument("--busy-samples", type=int, default=30, help="new mails timed during that drain")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, logs)")
     parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1164,6 +1236,10 @@ def main() -> int:
         if "latency" not in args.skip and args.idle_floor_samples:
             print("Dovecot IDLE notification floor (plain imapclient) ...", flush=True)
             result["idle_floor"] = phase_idle_floor(dovecot, args.idle_floor_samples)
+        if args.busy_backlog:
+            print(f"a new customer while {args.busy_backlog} mails drain ({args.busy_samples} samples) ...",
+                  flush=True)
+            result["busy"] = phase_busy(work, dovecot, sink, args)
         if args.profile:
             print(f"profiling one more inboxd run --once ({args.profile}) ...", flush=True)
             result["profile"] = phase_profile(work, dovecot, sink, args)

@@ -55,7 +55,8 @@ class App:
                        clock=self.clock, on_stored=on_stored)
 
     def worker(self, store: Store) -> Worker:
-        return Worker(self.settings, store, self.renderer, self.classifier, self.routing, self.clock)
+        return Worker(self.settings, store, self.renderer, self.classifier, self.routing, self.clock,
+                      processes=None)  # a parsing helper process when the machine has a second core
 
     def sender(self, store: Store) -> Sender:
         return Sender(self.settings.smtp, store, self.clock)

@@ -102,7 +102,10 @@ class Daemon:
                 log(logger, logging.ERROR, "mailbox_failed", folder=folder, error=error)
         worker = app.worker(store)
         await asyncio.to_thread(worker.warm_up)
-        await asyncio.to_thread(worker.process_pending)
+        try:
+            await asyncio.to_thread(worker.process_pending)
+        finally:
+            worker.close()
         await asyncio.to_thread(app.watch(store).check, self.clock())
         sender = app.sender(store)
         report = await sender.send_due(ignore_backoff=True)
@@ -258,6 +261,7 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             for thread in threads:
                 await asyncio.to_thread(thread.join, 10)
+            worker.close()
             for store in (*fetch_stores, process_store, send_store, watch_store):
                 store.close()
             for sig in (signal.SIGTERM, signal.SIGINT):

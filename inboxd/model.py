@@ -98,3 +98,16 @@ class ParsedMessage:
             if key == name:
                 return value
         return None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who sent a stored mail and what it answers, read from its headers alone when it is stored.
+
+    The worker uses it to decide whether a newly arrived mail may be processed ahead of an older
+    backlog: only if no waiting mail is from the same sender or is one it refers to.
+    """
+
+    sender: str | None
+    message_id: str | None
+    refers_to: tuple[str, ...]  # In-Reply-To and References

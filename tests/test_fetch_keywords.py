@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from inboxd.mail import fetch
+from inboxd.store.base import utcnow
 from inboxd.store.sqlite import Store
 
 from helpers import mail, run_once, settings_for
@@ -132,3 +133,38 @@ def test_refused_ticket_keywords_fall_back_to_the_generic_one(tmp_path: Path, ma
     flags = mailenv.dovecot.flags("support")
     assert len(flags) == 3 and all(set(f) == {"$inboxd"} for f in flags.values())
     assert all(r["flagged"] for r in _raw_rows(settings))
+
+
+def test_mail_that_arrives_while_a_backlog_is_marked_is_fetched_before_marking_ends(
+        tmp_path: Path, mailenv, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for(tmp_path, mailenv, support="ack_limit_per_hour = 1000\n")
+    with mailenv.dovecot.client("support") as imap:
+        for i in range(12):
+            imap.append("INBOX", mail(sender=f"cust{i}@example.net", subject=f"Order {i}"))
+    source = fetch.ImapSource(settings.imap, settings.imap.folder)
+    store = Store(settings.database)
+    source.connect()
+    try:
+        fetcher = fetch.Fetcher(source, store, account=settings.imap.account, folder=settings.imap.folder,
+                                max_size=settings.imap.max_message_size, clock=utcnow)
+        fetcher.sync()
+        with store.tx():
+            store.conn.execute("UPDATE raw_messages SET state='processed'")
+        monkeypatch.setattr(fetch, "KEYWORD_PAGE", 5)
+        real = fetch.ImapSource.add_keyword_map
+        stored_during: list[int] = []
+
+        def marking(self: fetch.ImapSource, marks: Any) -> None:
+            if not stored_during:  # a customer writes while the first page is marked
+                mailenv.dovecot.append("support", mail(sender="new@example.net", subject="I just wrote"))
+            real(self, marks)
+            stored_during.append(len(store.query("SELECT id FROM raw_messages")))
+
+        monkeypatch.setattr(fetch.ImapSource, "add_keyword_map", marking)
+        assert fetcher.mark_processed() == 12
+    finally:
+        source.close()
+    senders = [r["sender"] for r in store.query("SELECT sender FROM raw_messages ORDER BY id")]
+    store.close()
+    assert senders[-1] == "new@example.net"
+    assert stored_during[-1] == 13 and stored_during[0] == 12  # fetched between pages, not after the last one

@@ -36,6 +36,7 @@ from inboxd.log import log
 from inboxd.mail.tls import client_context
 from inboxd.model import RawState
 from inboxd.store.sqlite import Store
+from inboxd.triage.parse import envelope
 
 logger = logging.getLogger("inboxd.fetch")
 
@@ -45,6 +46,7 @@ GENERIC_KEYWORDS = (PROCESSED_KEYWORD, QUARANTINE_KEYWORD)
 OVERSIZE_TEXT_BYTES = 256 * 1024  # of an oversized message, keep headers and this much of the body
 BATCH_BYTES = 8 * 1024 * 1024
 FETCH_UIDS = 500  # UIDs per FETCH and per stored batch: a short command line, a bounded answer
+FRESH_MAILS = 20  # a round that finds at most this many new mails found new arrivals, not a backlog
 KEYWORD_PAGE = 1000  # processed mails given their keywords per round
 PIPELINE = 100  # STOREs sent before their answers are read (a few KB: no risk of a send/receive deadlock)
 UID_SET_CHARS = 4000  # longest UID set in one command (servers limit lines; RFC 7162 advises <= 8192 octets)
@@ -222,6 +224,11 @@ class ImapSource:
             client.idle_done()
 
 
+    @_mapped
+    def new_mail_announced(self) -> bool:
+        """Whether the server told us of new mail in the answers to our last commands."""
+        return self._pending_new_mail(self._client())
+
     @staticmethod
     def _pending_new_mail(client: IMAPClient) -> bool:
         """Whether a new-mail notice already came in with an earlier command's answer.
@@ -368,17 +375,17 @@ class Fetcher:
         batch: dict[int, int] = {}  # uid -> size
         for uid, size in self.source.new_messages(last_uid):
             if batch and (len(batch) >= FETCH_UIDS or total + min(size, self.max_size) > BATCH_BYTES):
-                stored += self._store_batch(batch, uidvalidity)
+                stored += self._store_batch(batch, uidvalidity, fresh=False)
                 batch, total = {}, 0
             batch[uid] = size
             total += min(size, self.max_size)
-        if batch:
-            stored += self._store_batch(batch, uidvalidity)
+        if batch:  # a few new mails and nothing before them in this round: they just arrived
+            stored += self._store_batch(batch, uidvalidity, fresh=not stored and len(batch) <= FRESH_MAILS)
         if not stored:
             self.store.set_checkpoint(self.account, self.folder, uidvalidity, last_uid, self.clock())
         return stored
 
-    def _store_batch(self, sizes: dict[int, int], uidvalidity: int) -> int:
+    def _store_batch(self, sizes: dict[int, int], uidvalidity: int, *, fresh: bool) -> int:
         fetched = self.source.fetch(list(sizes), self.max_size, sizes)
         stored = 0
         with self.store.tx():  # one durable commit per fetched batch, checkpoint included
@@ -387,7 +394,8 @@ class Fetcher:
                 if item is None:  # expunged by someone between SEARCH and FETCH
                     continue
                 self.store.store_raw(self.account, self.folder, uidvalidity, uid, item.raw, size=item.size,
-                                     truncated=item.truncated, omitted=item.omitted, now=self.clock())
+                                     truncated=item.truncated, omitted=item.omitted, now=self.clock(),
+                                     envelope=envelope(item.raw), fresh=fresh)
                 stored += 1
                 if item.truncated:
                     log(logger, logging.WARNING, "message_oversized", uid=uid, size=item.size,
@@ -420,6 +428,8 @@ class Fetcher:
             self.store.mark_flagged([r["id"] for r in rows])
             last_id = rows[-1]["id"]
             done += len(rows)
+            if isinstance(self.source, ImapSource) and self.source.new_mail_announced():
+                self.sync()  # a customer who wrote meanwhile is not kept waiting by a long marking
         return done
 
     def run(self, stop: threading.Event, wake: threading.Event, poll_interval: float) -> None:

@@ -28,6 +28,7 @@ logger = logging.getLogger("inboxd.send")
 
 MAX_RETRY_DELAY = 3600.0
 GIVE_UP_AFTER = timedelta(days=3)
+PAGE = 20  # mails read at a time; urgent mail queued meanwhile waits at most one page
 
 
 @dataclass
@@ -60,18 +61,30 @@ class Sender:
     async def send_due(self, *, ignore_backoff: bool = False) -> SendReport:
         """Send what is due now (or everything pending): mail over one SMTP connection, webhooks by POST.
 
-        Rows are read page by page in id order, so each is tried once per call however
-        long the queue is, and a failure does not block what was queued after it.
+        Rows are read page by page in id order, each page preceded by the urgent mail queued
+        meanwhile (the acknowledgement of a mail that just arrived goes out ahead of a backlog's).
+        Each row is tried once per call however long the queue is, and a failure does not block
+        what was queued after it.
         """
         report = SendReport()
         if not await self.record_accepted():
             return report  # sending more now could only repeat what the server already has
         after_id = 0
+        tried: set[int] = set()
         connection: list[SmtpConnection] = []  # opened on the first mail, reused for the rest
         try:
-            while rows := await asyncio.to_thread(self.store.due_outbox, None if ignore_backoff else self.clock(),
-                                                  after_id):
-                after_id = rows[-1].id
+            while True:
+                now = None if ignore_backoff else self.clock()
+                rows = [r for r in await asyncio.to_thread(self.store.due_urgent, now) if r.id not in tried]
+                if not rows:
+                    rows = await asyncio.to_thread(self.store.due_outbox, now, after_id, PAGE)
+                    if not rows:
+                        break
+                    after_id = rows[-1].id
+                    rows = [r for r in rows if r.id not in tried]
+                tried.update(r.id for r in rows)
+                # the decision that queued them must outlive a power cut before the mail leaves
+                await asyncio.to_thread(self.store.make_durable)
                 for row in rows:
                     if row.id in self.accepted:
                         continue

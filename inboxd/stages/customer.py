@@ -75,7 +75,7 @@ class CustomerMail:
             message_row = self._record(ticket_id, row, parsed, language, verdict, reason, now)
             ack = "not needed (follow-up)"
             if promise is not None:
-                ack = self._acknowledge(ticket_id, parsed, language, reason, *promise, now)
+                ack = self._acknowledge(ticket_id, parsed, language, reason, *promise, now, urgent=row.fresh)
             notified = "no (machine-sent or spam)"
             if reason is None or not (verdict.spam or "auto-reply" in verdict.tags):
                 notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
@@ -182,8 +182,9 @@ class CustomerMail:
             classification=json.dumps(_explain(verdict), ensure_ascii=False))
 
     def _acknowledge(self, ticket_id: str, parsed: ParsedMessage, language: str, reason: str | None,
-                     due: datetime, target: Duration, now: datetime) -> str:
-        """Queue the acknowledgement unless loop protection or the hourly limit says no."""
+                     due: datetime, target: Duration, now: datetime, *, urgent: bool) -> str:
+        """Queue the acknowledgement unless loop protection or the hourly limit says no (``urgent``: the
+        mail just arrived, so its acknowledgement goes out ahead of a backlog's)."""
         store, support = self.store, self.settings.support
         assert parsed.from_addr is not None
         if reason is None and store.acks_sent_to(parsed.from_addr, now - timedelta(hours=1)) >= \
@@ -196,7 +197,7 @@ class CustomerMail:
         mail = build_ack(ticket_id=ticket_id, parsed=parsed, language=lang, support=support,
                          renderer=self.renderer, due=due, target=target, now=now)
         store.enqueue(ticket_id=ticket_id, kind="ack", message_id=mail.message_id, mail_from=mail.mail_from,
-                      recipients=list(mail.recipients), raw=mail.raw, now=now)
+                      recipients=list(mail.recipients), raw=mail.raw, now=now, urgent=urgent)
         store.add_message(ticket_id, direction="out", kind="ack", now=now, message_id=mail.message_id,
                           in_reply_to=[parsed.message_id] if parsed.message_id else [],
                           from_addr=support.address, from_name=support.name, to_addrs=mail.recipients,

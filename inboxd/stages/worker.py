@@ -40,6 +40,7 @@ from inboxd.routing.assign import Routing
 from inboxd.sla.businesstime import format_due
 from inboxd.stages.agent_reply import AgentReplies
 from inboxd.stages.customer import CustomerMail
+from inboxd.stages.prepare import Ahead, Preparer
 from inboxd.stages.sent_copy import SentCopies
 from inboxd.store.base import utcnow
 from inboxd.store.ledger import RawRow
@@ -57,32 +58,52 @@ CRASH_HOOK = "INBOXD_TEST_CRASH_MARKER"  # tests only: a mail containing this te
 
 class Worker:
     def __init__(self, settings: Settings, store: Store, renderer: Renderer, classifier: Classifier,
-                 routing: Routing, clock: Callable[[], datetime] = utcnow) -> None:
+                 routing: Routing, clock: Callable[[], datetime] = utcnow, processes: int | None = 0) -> None:
         self.settings, self.store, self.classifier, self.routing, self.clock = \
             settings, store, classifier, routing, clock
         self.sent_copies = SentCopies(settings, store)
         self.agent_replies = AgentReplies(settings, store, routing)
         self.customers = CustomerMail(settings, store, renderer, classifier, routing)
+        self.preparer = Preparer(processes)
         self._busy: set[int] = set()  # claimed, then the database was busy: the next try is not another claim
         self._crash_marker = os.environ.get(CRASH_HOOK, "").encode()
+        self._secret: str | None = None
 
     def process_pending(self, on_batch: Callable[[], None] = lambda: None) -> int:
         """Process every stored message still waiting; returns how many were handled.
 
-        ``on_batch`` runs after each batch so the sender can start on a long backlog early.
+        Two lanes: the waiting mail in arrival order, a batch at a time, and before each batch
+        any fresh mail that may go ahead of it (``Ledger.fresh_raw``), so a customer who writes
+        while a backlog drains is answered in seconds. ``on_batch`` runs after each batch so the
+        sender can start on a long backlog early.
         """
-        done = last_id = 0
-        while rows := self.store.pending_raw(after_id=last_id):
-            batch = rows[:1] if rows[0].attempts else list(takewhile(lambda r: not r.attempts, rows))
+        done = after = 0
+        rows: list[RawRow] | None = None  # the next batch of the arrival-order lane; None: read it
+        ahead: Ahead | None = None
+        while True:
+            if fresh := self.store.fresh_raw():
+                batch, early = fresh, {}
+                taken = {r.id for r in fresh}
+                rows = [r for r in rows if r.id not in taken] if rows else None
+            elif rows or (rows := self.store.pending_raw(after_id=after)):
+                batch = rows[:1] if rows[0].attempts else list(takewhile(lambda r: not r.attempts, rows))
+                early = self.preparer.collect(ahead) if ahead is not None and ahead.ids[0] == batch[0].id else {}
+                after = batch[-1].id
+                rows = self.store.pending_raw(after_id=after)  # read now: parsed elsewhere meanwhile
+                ahead = self.preparer.submit([r.id for r in rows], [r.raw for r in rows]) if rows else None
+            else:
+                return done
             try:
-                self._run(batch)
+                self._run(batch, early)
             except StoreBusy as exc:  # the claim could not be written: nothing was done, try next round
                 log(logger, logging.WARNING, "batch_retry", raw_id=batch[0].id, error=str(exc))
                 return done
-            last_id = batch[-1].id
             done += len(batch)
             on_batch()
-        return done
+
+    def close(self) -> None:
+        """Stop the parsing helper process, if one was started."""
+        self.preparer.close()
 
     def warm_up(self) -> None:
         """Load the lazily loaded language data now, outside any mail's claim (see the module docstring)."""
@@ -91,7 +112,8 @@ class Worker:
         for language in SUPPORTED_LANGUAGES:
             format_due(self.clock(), self.settings.support.timezone, language)
 
-    def _run(self, batch: list[RawRow]) -> None:
+    def _run(self, batch: list[RawRow], early: dict[int, ParsedMessage]) -> None:
+        """Claim, parse (unless the helper did), guess in one model call, then handle each mail."""
         first = batch[0]
         if first.attempts > POISON_LIMIT:  # the batch claim, then POISON_LIMIT claims alone
             self._quarantine(first, f"crashed the worker {POISON_LIMIT} times", self.clock())
@@ -99,7 +121,7 @@ class Worker:
         self.store.claim_raw([r.id for r in batch if r.id not in self._busy])
         parsed: dict[int, ParsedMessage] = {}
         for row in batch:
-            self._guarded(row, partial(self._parse_into, parsed, row))
+            self._guarded(row, partial(self._parse_into, parsed, row, early.get(row.id)))
         guesses = self._guesses([(r.id, parsed[r.id]) for r in batch if r.id in parsed])
         for row in batch:
             if row.id in parsed:
@@ -121,8 +143,8 @@ class Worker:
             self._quarantine(row, f"{type(exc).__name__}: {exc}", now)
 
     @staticmethod
-    def _parse_into(parsed: dict[int, ParsedMessage], row: RawRow) -> None:
-        message = parse_message(row.raw)
+    def _parse_into(parsed: dict[int, ParsedMessage], row: RawRow, early: ParsedMessage | None) -> None:
+        message = early or parse_message(row.raw)
         if row.truncated:  # stored without its attachments: list what the server said they were
             omitted = tuple(Attachment(a.get("filename"), a.get("content_type", "application/octet-stream"),
                                        int(a.get("size", 0)), omitted=True) for a in row.omitted_attachments)
@@ -157,7 +179,7 @@ class Worker:
         if row.folder and row.folder == self.settings.imap.sent_folder:
             outcome = self.sent_copies.handle(row, parsed, now)
         else:
-            secret = self.settings.routing.reply_secret or self.store.secret("reply_token")
+            secret = self._reply_secret()
             who = identify(parsed, self.routing.directory, secret=secret, support_address=support.address,
                            trusted_servers=self.settings.routing.trusted_auth_servers)
             if isinstance(who, AgentMail):
@@ -166,6 +188,12 @@ class Worker:
                 outcome = self.customers.handle(row, parsed, who, guess, now)
         if outcome is not None:
             log(logger, logging.INFO, "message_processed", raw_id=row.id, uid=row.uid, **outcome)
+
+    def _reply_secret(self) -> str:
+        """The reply-token secret: from the config, else created once in the database and kept here."""
+        if self._secret is None:
+            self._secret = self.settings.routing.reply_secret or self.store.secret("reply_token")
+        return self._secret
 
     def _quarantine(self, row: RawRow, reason: str, now: datetime) -> None:
         self.store.finish_raw(row.id, RawState.QUARANTINED, error=reason, now=now)

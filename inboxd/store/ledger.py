@@ -10,9 +10,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
-from inboxd.model import RawState
+from inboxd.model import Envelope, RawState
 from inboxd.store.base import Connection, iso
 
 
@@ -26,6 +27,7 @@ class RawRow:
     truncated: bool
     omitted_attachments: list[dict[str, Any]]
     attempts: int
+    fresh: bool = False  # arrived while inboxd was watching (not found waiting in a backlog)
 
 
 class Ledger(Connection):
@@ -53,21 +55,42 @@ class Ledger(Connection):
                               "last_error", (account, folder, error))
 
     def store_raw(self, account: str, folder: str, uidvalidity: int, uid: int, raw: bytes, *,
-                  size: int, truncated: bool, omitted: list[dict[str, Any]], now: datetime) -> None:
-        """Keep the bytes and move the checkpoint past them in one transaction."""
+                  size: int, truncated: bool, omitted: list[dict[str, Any]], now: datetime,
+                  envelope: Envelope | None = None, fresh: bool = False) -> None:
+        """Keep the bytes and move the checkpoint past them in one transaction.
+
+        ``envelope`` (sender, Message-ID, what it refers to) lets a ``fresh`` mail be processed
+        ahead of older waiting mail it has nothing to do with; without one the sender is unknown
+        (NULL), and nothing fresh goes ahead of this mail.
+        """
+        sender, message_id, refers = (envelope.sender or "", envelope.message_id, list(envelope.refers_to)) \
+            if envelope else (None, None, [])
         with self.tx():
             self.conn.execute(
                 "INSERT OR IGNORE INTO raw_messages (account, folder, uidvalidity, uid, size, sha256, raw, "
-                "truncated, omitted_attachments, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "truncated, omitted_attachments, received_at, sender, message_id, refers_to, fresh) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (account, folder, uidvalidity, uid, size, hashlib.sha256(raw).hexdigest(), raw,
-                 int(truncated), json.dumps(omitted), iso(now)))
+                 int(truncated), json.dumps(omitted), iso(now), sender, message_id, json.dumps(refers), int(fresh)))
             self.set_checkpoint(account, folder, uidvalidity, uid, now)
 
-    def pending_raw(self, after_id: int = 0, limit: int = 100) -> list[RawRow]:
-        rows = self.query("SELECT id, account, folder, uid, raw, truncated, omitted_attachments, attempts "
-                          "FROM raw_messages WHERE state='received' AND id>? ORDER BY id LIMIT ?", (after_id, limit))
-        return [RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
-                       json.loads(r["omitted_attachments"]), r["attempts"]) for r in rows]
+    def fresh_raw(self, limit: int = 20) -> list[RawRow]:
+        """Fresh mail that may go ahead of the older waiting mail, in arrival order: it stops at the
+        first fresh mail that an older waiting one is from the same sender as (or of unknown sender)
+        or is referred to by, so no thread and no two fresh mails are processed out of order."""
+        rows = self.query(
+            f"SELECT {_RAW_COLUMNS}, (EXISTS (SELECT 1 FROM raw_messages o WHERE o.state='received' AND o.id<r.id "
+            "AND (o.sender IS NULL OR o.sender=r.sender)) OR EXISTS (SELECT 1 FROM json_each(r.refers_to) j "
+            "JOIN raw_messages o ON o.message_id=j.value WHERE o.state='received' AND o.id<r.id)) AS blocked "
+            "FROM raw_messages r WHERE r.state='received' AND r.fresh=1 AND r.attempts=0 ORDER BY r.id LIMIT ?",
+            (limit,))
+        return [_raw_row(r) for r in takewhile(lambda r: not r["blocked"], rows)]
+
+    def pending_raw(self, after_id: int = 0, limit: int = 50) -> list[RawRow]:
+        """Waiting mail in arrival order, a batch at a time."""
+        rows = self.query(f"SELECT {_RAW_COLUMNS} FROM raw_messages r WHERE r.state='received' AND r.id>? "
+                          "ORDER BY r.id LIMIT ?", (after_id, limit))
+        return [_raw_row(r) for r in rows]
 
     def claim_raw(self, ids: list[int]) -> None:
         """Count a try on each message before work on it begins, so a crash is counted (poison limit)."""
@@ -99,3 +122,11 @@ class Ledger(Connection):
     def mark_flagged(self, ids: list[int]) -> None:
         with self.tx():
             self.conn.executemany("UPDATE raw_messages SET flagged=1 WHERE id=?", [(i,) for i in ids])
+
+
+_RAW_COLUMNS = "r.id, r.account, r.folder, r.uid, r.raw, r.truncated, r.omitted_attachments, r.attempts, r.fresh"
+
+
+def _raw_row(r: dict[str, Any]) -> RawRow:
+    return RawRow(r["id"], r["account"], r["folder"], r["uid"], r["raw"], bool(r["truncated"]),
+                  json.loads(r["omitted_attachments"]), r["attempts"], bool(r["fresh"]))

@@ -32,12 +32,14 @@ class OutboxRow:
 
 class Outbox(Connection):
     def enqueue(self, *, ticket_id: str | None, kind: str, message_id: str, mail_from: str,
-                recipients: list[str], raw: bytes, now: datetime) -> None:
+                recipients: list[str], raw: bytes, now: datetime, urgent: bool = False) -> None:
+        """Queue a mail; an ``urgent`` one is sent before the rest of the queue (``due_urgent``)."""
         with self.tx():
             self.conn.execute(
                 "INSERT INTO outbox (ticket_id, kind, message_id, mail_from, recipients, raw, "
-                "next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                (ticket_id, kind, message_id, mail_from, json.dumps(recipients), raw, iso(now), iso(now)))
+                "next_attempt_at, created_at, urgent) VALUES (?,?,?,?,?,?,?,?,?)",
+                (ticket_id, kind, message_id, mail_from, json.dumps(recipients), raw, iso(now), iso(now),
+                 int(urgent)))
 
     def is_outgoing(self, message_id: str) -> bool:
         """Whether inboxd itself queued a mail with this Message-ID (its copy in the Sent folder is no answer)."""
@@ -59,14 +61,22 @@ class Outbox(Connection):
                               "ORDER BY id LIMIT ?", (iso(now), after_id, limit))
         return [OutboxRow.from_row(r) for r in rows]
 
+    def due_urgent(self, now: datetime | None, limit: int = 20) -> list[OutboxRow]:
+        """Urgent pending mail that is due (all of it when ``now`` is None), by id."""
+        rows = self.query("SELECT * FROM outbox WHERE state='pending' AND urgent=1 AND next_attempt_at<=? "
+                          "ORDER BY id LIMIT ?", ("9999" if now is None else iso(now), limit))
+        return [OutboxRow.from_row(r) for r in rows]
+
     def next_outbox_time(self) -> datetime | None:
         rows = self.query("SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state='pending'")
         return datetime.fromisoformat(rows[0]["t"]) if rows and rows[0]["t"] else None
 
     def mark_sent(self, outbox_id: int, now: datetime) -> None:
+        """Record that the server took the mail, on disk before anything else is sent (never sent twice)."""
         with self.tx():
             self.conn.execute("UPDATE outbox SET state='sent', sent_at=?, attempts=attempts+1, last_error=NULL "
                               "WHERE id=?", (iso(now), outbox_id))
+        self.make_durable()
 
     def mark_retry(self, outbox_id: int, error: str, retry_at: datetime) -> None:
         with self.tx():

@@ -93,6 +93,16 @@ ALTER TABLE sla_timers ADD COLUMN met INTEGER;
 """, """
 ALTER TABLE sla_timers ADD COLUMN next_alert_at TEXT;
 CREATE INDEX sla_timers_next_alert ON sla_timers (state, next_alert_at);
+""", """
+ALTER TABLE raw_messages ADD COLUMN sender TEXT;
+ALTER TABLE raw_messages ADD COLUMN message_id TEXT;
+ALTER TABLE raw_messages ADD COLUMN refers_to TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE raw_messages ADD COLUMN fresh INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX raw_waiting_fresh ON raw_messages (id) WHERE state='received' AND fresh=1;
+CREATE INDEX raw_sender ON raw_messages (sender, state);
+CREATE INDEX raw_message_id ON raw_messages (message_id, state);
+ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outbox_urgent ON outbox (id) WHERE state='pending' AND urgent=1;
 """)
 
 

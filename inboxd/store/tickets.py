@@ -49,10 +49,11 @@ class Tickets(Connection):
         row = {"ticket_id": ticket_id, "direction": direction, "kind": kind, "created_at": iso(now)}
         for key, value in fields.items():
             row[key] = json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
-        with self.tx():
-            table = self.db.table("messages")
-            table.insert(row)
-            return int(table.last_pk)  # type: ignore[arg-type]
+        columns = ", ".join(f'"{c}"' for c in row)  # quoted ("references" is SQL); names from our code
+        with self.tx():  # plain SQL: sqlite-utils' insert() inspects the table each time (0.4 ms a message)
+            cur = self.conn.execute(f"INSERT INTO messages ({columns}) VALUES ({', '.join('?' * len(row))})",
+                                    tuple(row.values()))
+            return int(cur.lastrowid or 0)
 
     def tickets_for_message_ids(self, ids: list[str]) -> list[tuple[str, str]]:
         """(ticket_id, direction) of stored messages carrying any of these Message-IDs."""

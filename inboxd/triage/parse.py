@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.errors import InvalidBase64LengthDefect, MissingHeaderBodySeparatorDefect
 from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from itertools import islice
@@ -23,7 +23,7 @@ from typing import cast
 
 from inscriptis import get_text
 
-from inboxd.model import Attachment, ParsedMessage
+from inboxd.model import Attachment, Envelope, ParsedMessage
 from inboxd.triage.charsets import (
     Decoded,
     ascii_compatible,
@@ -37,6 +37,7 @@ MAX_DEPTH = 20  # multipart nesting followed; deeper parts are dropped with a de
 MAX_HEADERS = 500  # headers kept in ParsedMessage.headers
 MAX_HEADER_CHARS = 32_768  # characters of one header value that are decoded
 MAX_IDS = 100  # In-Reply-To/References ids kept (the newest References)
+MAX_HEADER_BLOCK = 256_000  # bytes read by envelope(): headers are at the top
 HTML_INPUT_FACTOR = 20  # HTML converted to text is capped at this many times max_text_chars
 MAX_DEFECTS = 50
 
@@ -109,6 +110,20 @@ def _parse(raw: bytes, max_text_chars: int) -> ParsedMessage:
         charset_guessed=body.decoded.guessed if body.decoded else False,
         defects=tuple(dict.fromkeys(defects))[:MAX_DEFECTS],
     )
+
+
+def envelope(raw: bytes) -> Envelope:
+    """The headers only (a fraction of a full parse); never raises."""
+    try:
+        msg = BytesHeaderParser(policy=compat32).parsebytes(raw[:MAX_HEADER_BLOCK])
+        dec = _HeaderDecoder(None, [])
+        senders = dec.addresses(msg.get("from", "")) or dec.addresses(msg.get("sender", ""))
+        refs = _ids(dec.unfold(msg.get("in-reply-to", "")))[:MAX_IDS] + \
+            _ids(dec.unfold(msg.get("references", "")[-MAX_HEADER_CHARS:]))[-MAX_IDS:]
+        return Envelope(senders[0][1] if senders else None,
+                        next(iter(_ids(dec.unfold(msg.get("message-id", "")))), None), tuple(dict.fromkeys(refs)))
+    except Exception:  # same last resort as parse_message: unknown just means "not ahead of the queue"
+        return Envelope(None, None, ())
 
 
 def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
