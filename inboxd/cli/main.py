@@ -120,7 +120,7 @@ def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
     ticket = store.ticket(ticket_id.upper())
     if ticket is None:
         return None
-    ticket_id = ticket["ticket_id"]
+    ticket_id = ticket.ticket_id
     messages = views.ticket_messages(store, ticket_id)
     for message in messages:
         for key in ("to_addrs", "cc_addrs", "attachments", "defects"):
@@ -132,7 +132,7 @@ def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
     for message in messages:
         message["classification"] = json.loads(message["classification"]) if message["classification"] else None
     participants = store.participants(ticket_id)
-    return {**ticket, "spam": bool(ticket["spam"]), "tags": store.tags(ticket_id),
+    return {**ticket.as_dict(), "tags": store.tags(ticket_id),
             "cc": [a for a, role in participants.items() if role == "cc"], "messages": messages, "events": events}
 
 

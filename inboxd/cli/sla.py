@@ -76,17 +76,17 @@ def sla_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
         click.echo(f"No ticket {ticket_id}.", err=True)
         sys.exit(1)
     now = utcnow()
-    clocks = [describe(settings, Timer.from_row(r), now) for r in views.sla_timers(store, ticket["ticket_id"])]
-    alerts = views.sla_alerts(store, ticket["ticket_id"])
+    clocks = [describe(settings, Timer.from_row(r), now) for r in views.sla_timers(store, ticket.ticket_id)]
+    alerts = views.sla_alerts(store, ticket.ticket_id)
     for alert in alerts:
         alert["recipients"] = json.loads(alert["recipients"])
         alert["sent"] = bool(alert["sent"])
     if as_json:
-        click.echo(json.dumps({"ticket": ticket["ticket_id"], "status": ticket["status"], "clocks": clocks,
+        click.echo(json.dumps({"ticket": ticket.ticket_id, "status": ticket.status, "clocks": clocks,
                                "alerts": alerts}, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{ticket['ticket_id']} [{ticket['status']}] priority {ticket['priority']}, "
-               f"policy {ticket['sla_policy'] or settings.default_policy}")
+    click.echo(f"{ticket.ticket_id} [{ticket.status}] priority {ticket.priority}, "
+               f"policy {ticket.sla_policy or settings.default_policy}")
     if not clocks:
         click.echo("  no SLA clocks (the policy sets no target for this priority)")
     for clock in clocks:

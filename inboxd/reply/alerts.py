@@ -7,25 +7,27 @@ texts inboxd writes, rather than in the SLA watch that decides when to send.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inboxd.store.tickets import TicketRow
 
 LABELS = {"first_response": "first response", "next_response": "next response", "resolution": "resolution"}
 
 
-def sla_alert(ticket: Mapping[str, Any], *, clock: str, level: str, policy: str, due_text: str,
+def sla_alert(ticket: TicketRow, *, clock: str, level: str, policy: str, due_text: str,
               minutes_left: float) -> tuple[str, str]:
     """(subject, body) of the alert for ``level`` ("warn-75", "breach", "escalate-1"...) of one clock."""
     what = LABELS[clock]
     headline = {"warn": f"{what} due {due_text} ({_minutes(minutes_left)} of working time left)",
                 "breach": f"{what} is overdue: it was due {due_text}",
                 "escalate": f"{what} overdue since {due_text}, not yet handled"}[level.split("-")[0]]
-    subject = f"[{ticket['ticket_id']}] SLA {level.replace('-', ' ')}: {headline}"
+    subject = f"[{ticket.ticket_id}] SLA {level.replace('-', ' ')}: {headline}"
     body = "\n".join([headline[:1].upper() + headline[1:] + ".", "",
-                      f"Ticket:    {ticket['ticket_id']}  {ticket['subject']}",
-                      f"Customer:  {ticket['requester']}", f"Priority:  {ticket['priority']}",
-                      f"Owner:     {ticket['owner'] or '(nobody: on the team queue)'}",
-                      f"Team:      {ticket['team'] or '-'}", f"Policy:    {policy}", ""])
+                      f"Ticket:    {ticket.ticket_id}  {ticket.subject}",
+                      f"Customer:  {ticket.requester}", f"Priority:  {ticket.priority}",
+                      f"Owner:     {ticket.owner or '(nobody: on the team queue)'}",
+                      f"Team:      {ticket.team or '-'}", f"Policy:    {policy}", ""])
     return subject, body
 
 

@@ -15,13 +15,16 @@ import hmac
 import re
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inboxd.config import SupportSettings
 from inboxd.mail.compose import address, compose
 from inboxd.model import OutgoingMail
 from inboxd.reply.render import one_line
 from inboxd.sla.businesstime import format_due
+
+if TYPE_CHECKING:
+    from inboxd.store.tickets import TicketRow
 
 TOKEN_LENGTH = 10
 
@@ -60,22 +63,22 @@ def internal_mail(support: SupportSettings, *, to: list[str], subject: str, body
                         subject=one_line(subject), text=body, raw=compose(headers, body))
 
 
-def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags: list[str], owner: str,
+def build_notification(*, support: SupportSettings, ticket: TicketRow, tags: list[str], owner: str,
                        watchers: list[str], secret: str, message: dict[str, Any], due: datetime | None,
                        why: str, now: datetime) -> OutgoingMail:
     """The owner's copy of a customer mail, with everything needed to answer it from the mail client."""
-    ticket_id = ticket["ticket_id"]
+    ticket_id = ticket.ticket_id
     due_text = format_due(due, support.timezone, "en") if due else "no target"
     body = "\n".join([
         f"Ticket {ticket_id} is assigned to you ({why}).",
         "Reply to this mail to answer the customer; your reply is sent from the support address.",
         "",
-        f"Customer:  {ticket['requester_name']} <{ticket['requester']}>".strip(),
-        f"Category:  {ticket['category'] or 'not sorted (needs triage)'}",
-        f"Priority:  {ticket['priority']}",
+        f"Customer:  {ticket.requester_name} <{ticket.requester}>".strip(),
+        f"Category:  {ticket.category or 'not sorted (needs triage)'}",
+        f"Priority:  {ticket.priority}",
         f"Tags:      {', '.join(tags) or '-'}",
-        f"Language:  {ticket['language']}",
-        f"Team:      {ticket['team'] or '-'}",
+        f"Language:  {ticket.language}",
+        f"Team:      {ticket.team or '-'}",
         f"Reply due: {due_text}",
         "",
         f"----- {message['from_name'] or message['from_addr']} wrote ({message['created_at'][:16]} UTC) -----",
@@ -85,17 +88,17 @@ def build_notification(*, support: SupportSettings, ticket: dict[str, Any], tags
     ])
     token = reply_token(secret, ticket_id, owner)
     return internal_mail(support, to=[owner], cc=[w for w in watchers if w != owner],
-                 subject=f"[{ticket_id}] {ticket['subject']}", body=body, ticket_id=ticket_id, now=now,
+                 subject=f"[{ticket_id}] {ticket.subject}", body=body, ticket_id=ticket_id, now=now,
                  reply_to=reply_address(support.address, ticket_id, token), kind="notify")
 
 
-def build_queue_alert(*, support: SupportSettings, ticket: dict[str, Any], lead: str, team: str,
+def build_queue_alert(*, support: SupportSettings, ticket: TicketRow, lead: str, team: str,
                       considered: tuple[tuple[str, str], ...], now: datetime) -> OutgoingMail:
     """Tell a team lead that a ticket waits on the team queue because nobody could take it."""
-    lines = [f"Ticket {ticket['ticket_id']} is waiting on the {team} queue: nobody could take it.", "",
+    lines = [f"Ticket {ticket.ticket_id} is waiting on the {team} queue: nobody could take it.", "",
              "Team members:"] + [f"  {email}: {why}" for email, why in considered] + [
-             "", f"Subject:  {ticket['subject']}", f"Customer: {ticket['requester']}",
-             f"Priority: {ticket['priority']}", "",
+             "", f"Subject:  {ticket.subject}", f"Customer: {ticket.requester}",
+             f"Priority: {ticket.priority}", "",
              "Assign it by replying to the notification with a line: #assign NAME"]
-    return internal_mail(support, to=[lead], subject=f"[{ticket['ticket_id']}] Unassigned: {ticket['subject']}",
-                 body="\n".join(lines) + "\n", ticket_id=ticket["ticket_id"], now=now, kind="alert")
+    return internal_mail(support, to=[lead], subject=f"[{ticket.ticket_id}] Unassigned: {ticket.subject}",
+                 body="\n".join(lines) + "\n", ticket_id=ticket.ticket_id, now=now, kind="alert")

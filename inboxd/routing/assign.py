@@ -99,15 +99,15 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
         return "nothing to notify"
     watchers = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
     mail: OutgoingMail
-    if ticket["owner"]:
-        due = datetime.fromisoformat(ticket["first_response_due"]) if ticket["first_response_due"] else None
+    if ticket.owner:
+        due = datetime.fromisoformat(ticket.first_response_due) if ticket.first_response_due else None
         secret = settings.routing.reply_secret or store.secret("reply_token")
         mail = build_notification(support=settings.support, ticket=ticket, tags=store.tags(ticket_id),
-                                  owner=ticket["owner"], watchers=watchers, secret=secret, message=message,
+                                  owner=ticket.owner, watchers=watchers, secret=secret, message=message,
                                   due=due, why=why, now=now)
-        kind, note = "notification", f"owner {ticket['owner']} notified"
+        kind, note = "notification", f"owner {ticket.owner} notified"
     else:
-        team = routing.directory.teams.get(ticket["team"] or "")
+        team = routing.directory.teams.get(ticket.team or "")
         if team is None or team.lead is None:
             return "unassigned, and no team lead to alert"
         considered = tuple((email, agent.unavailable(now, store.open_tickets(email)) or "available")

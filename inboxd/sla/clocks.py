@@ -60,9 +60,9 @@ def start(store: Store, settings: Settings, ticket_id: str, kind: str, now: date
     """Start a clock unless its policy has no target for the ticket's priority; returns its due time."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    policy_name = ticket["sla_policy"] if ticket["sla_policy"] in settings.sla_policies else settings.default_policy
+    policy_name = ticket.sla_policy if ticket.sla_policy in settings.sla_policies else settings.default_policy
     policy = settings.sla_policies[policy_name]
-    target = policy.target(kind, ticket["priority"])
+    target = policy.target(kind, ticket.priority)
     if target is None or any(t.kind == kind for t in timers(store, ticket_id)):
         return None
     calendar = settings.calendars[policy.calendar]
@@ -101,11 +101,11 @@ def resume(store: Store, settings: Settings, ticket_id: str, now: datetime) -> N
 
 
 def change_status(store: Store, settings: Settings, ticket_id: str, status: TicketStatus, now: datetime, *,
-                  actor: str) -> str:
+                  actor: str) -> TicketStatus:
     """Set a ticket's status and move its clocks with it; returns the previous status."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    previous = ticket["status"]
+    previous = ticket.status
     if previous == status:
         return previous
     with store.tx():
@@ -127,9 +127,9 @@ def customer_wrote(store: Store, settings: Settings, ticket_id: str, now: dateti
     """After the team's first answer, each new customer mail starts the next-response clock."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    if ticket["status"] in (TicketStatus.PENDING, *DONE):
-        change_status(store, settings, ticket_id, TicketStatus.OPEN, now, actor=ticket["requester"])
-    if ticket["first_response_at"]:
+    if ticket.status in (TicketStatus.PENDING, *DONE):
+        change_status(store, settings, ticket_id, TicketStatus.OPEN, now, actor=ticket.requester)
+    if ticket.first_response_at:
         start(store, settings, ticket_id, "next_response", now)
 
 

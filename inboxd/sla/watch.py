@@ -25,6 +25,7 @@ from inboxd.sla.businesstime import BusinessCalendar, format_due
 from inboxd.sla.clocks import Timer
 from inboxd.store.base import iso
 from inboxd.store.sqlite import Store
+from inboxd.store.tickets import TicketRow
 
 logger = logging.getLogger("inboxd.watch")
 
@@ -106,12 +107,12 @@ class Watch:
                 self._alert(timer, level, now)
         return len(send)
 
-    def _recipients(self, ticket: dict[str, object], role: str, now: datetime) -> list[str]:
+    def _recipients(self, ticket: TicketRow, role: str, now: datetime) -> list[str]:
         """Who gets an alert; an owner off shift or away is replaced by the team lead on shift."""
         directory = self.routing.directory
-        team = directory.teams.get(str(ticket["team"] or ""))
+        team = directory.teams.get(ticket.team or "")
         lead = team.lead if team else None
-        owner = str(ticket["owner"]) if ticket["owner"] else None
+        owner = ticket.owner or None
         if role == "manager":
             return [self.settings.sla.manager] if self.settings.sla.manager else []
         if role == "lead":
@@ -134,19 +135,19 @@ class Watch:
                                   due_text=format_due(timer.due_at, settings.support.timezone, "en"), minutes_left=left)
         if recipients:
             mail = internal_mail(settings.support, to=recipients, subject=subject, body=body,
-                                 ticket_id=ticket["ticket_id"], now=now, kind="sla")
-            store.enqueue(ticket_id=ticket["ticket_id"], kind="sla_alert", message_id=mail.message_id,
+                                 ticket_id=ticket.ticket_id, now=now, kind="sla")
+            store.enqueue(ticket_id=ticket.ticket_id, kind="sla_alert", message_id=mail.message_id,
                           mail_from=mail.mail_from, recipients=recipients, raw=mail.raw, now=now)
         if settings.sla.webhook_url:
-            payload = {"text": subject, "ticket": ticket["ticket_id"], "timer": timer.kind, "level": level.name,
-                       "due": iso(timer.due_at), "owner": ticket["owner"], "team": ticket["team"],
-                       "priority": ticket["priority"], "recipients": recipients}
-            store.enqueue(ticket_id=ticket["ticket_id"], kind="webhook",
+            payload = {"text": subject, "ticket": ticket.ticket_id, "timer": timer.kind, "level": level.name,
+                       "due": iso(timer.due_at), "owner": ticket.owner, "team": ticket.team,
+                       "priority": ticket.priority, "recipients": recipients}
+            store.enqueue(ticket_id=ticket.ticket_id, kind="webhook",
                           message_id=f"<webhook.{timer.id}.{level.name}@inboxd>", mail_from="",
                           recipients=[settings.sla.webhook_url], raw=json.dumps(payload).encode(), now=now)
-        store.sla.record_sent(ticket["ticket_id"], timer.id, level.name, now, recipients)
-        store.log_event(ticket["ticket_id"], "sla_alert", now, timer=timer.kind, level=level.name,
+        store.sla.record_sent(ticket.ticket_id, timer.id, level.name, now, recipients)
+        store.log_event(ticket.ticket_id, "sla_alert", now, timer=timer.kind, level=level.name,
                         recipients=recipients)
         log(logger, logging.WARNING if level.name != "breach" else logging.ERROR, "sla_alert",
-            ticket=ticket["ticket_id"], timer=timer.kind, level=level.name, recipients=",".join(recipients) or "-")
+            ticket=ticket.ticket_id, timer=timer.kind, level=level.name, recipients=",".join(recipients) or "-")
 

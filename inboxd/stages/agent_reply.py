@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
-from typing import Any
 
 from inboxd.config import Settings
 from inboxd.log import log
@@ -30,6 +29,7 @@ from inboxd.store.base import iso
 from inboxd.store.ledger import RawRow
 from inboxd.store.messages import agent_mail_stored, reply_anchor
 from inboxd.store.sqlite import Store
+from inboxd.store.tickets import TicketRow
 from inboxd.triage.commands import HELP, Command, parse_commands
 from inboxd.triage.identity import AgentMail
 from inboxd.triage.quotes import reply_text
@@ -65,12 +65,12 @@ def attachments_of(raw: bytes) -> list[FileAttachment]:
     return found
 
 
-def build_reply(*, settings: Settings, agent: Agent, ticket: dict[str, Any], text: str, to: list[str],
+def build_reply(*, settings: Settings, agent: Agent, ticket: TicketRow, text: str, to: list[str],
                 cc: list[str], in_reply_to: str | None, references: list[str], files: list[FileAttachment],
                 now: datetime) -> OutgoingMail:
     support = settings.support
-    ticket_id = ticket["ticket_id"]
-    subject = ticket["subject"] if f"[{ticket_id}]" in ticket["subject"] else f"[{ticket_id}] {ticket['subject']}"
+    ticket_id = ticket.ticket_id
+    subject = ticket.subject if f"[{ticket_id}]" in ticket.subject else f"[{ticket_id}] {ticket.subject}"
     subject = one_line(subject if subject.lower().startswith("re:") else f"Re: {subject}")
     message_id = make_msgid(idstring=f"reply.{ticket_id}", domain=support.address.rpartition("@")[2])
     headers = [("From", address(f"{agent.name} ({support.name})", support.address)), ("To", ", ".join(to))]
@@ -172,7 +172,7 @@ class AgentReplies:
         ticket = store.ticket(ticket_id)
         assert ticket is not None
         others = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
-        others = [a for a in dict.fromkeys([ticket["owner"] or "", *others]) if a and a != agent.email]
+        others = [a for a in dict.fromkeys([ticket.owner or "", *others]) if a and a != agent.email]
         if not others:
             return "note stored"
         mail = internal_mail(self.settings.support, to=others, subject=f"[{ticket_id}] Note from {agent.name}",
@@ -189,7 +189,7 @@ class AgentReplies:
         assert ticket is not None
         internal = {agent.email, *self.routing.directory.agents, *support.own_addresses}
         people = store.participants(ticket_id)
-        to = [ticket["requester"]]
+        to = [ticket.requester]
         cc = [a for a, role in people.items() if role == "cc" and a not in internal and a not in to
               and parse_reply_address(a, support.address) is None]
         in_reply_to, references = reply_anchor(store, ticket_id) or (None, [])
@@ -211,9 +211,9 @@ def record_answer(store: Store, settings: Settings, ticket_id: str, agent: str, 
     """The team answered: the response clocks stop; a new ticket becomes open."""
     ticket = store.ticket(ticket_id)
     assert ticket is not None
-    if not ticket["first_response_at"]:
+    if not ticket.first_response_at:
         store.update_ticket(ticket_id, now, first_response_at=iso(now))
     sla.team_answered(store, ticket_id, now)
-    if not status_set and ticket["status"] == TicketStatus.NEW:
+    if not status_set and ticket.status == TicketStatus.NEW:
         sla.change_status(store, settings, ticket_id, TicketStatus.OPEN, now, actor=agent)
-    store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket["first_response_at"])
+    store.log_event(ticket_id, "answered", now, actor=agent, first=not ticket.first_response_at)

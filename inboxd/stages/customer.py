@@ -155,11 +155,11 @@ class CustomerMail:
         store = self.store
         ticket = store.ticket(ticket_id)
         assert ticket is not None
-        status = ticket["status"]
-        priority = raise_to(ticket["priority"], verdict.priority)
-        if priority != ticket["priority"]:
+        status = ticket.status
+        priority = raise_to(ticket.priority, verdict.priority)
+        if priority != ticket.priority:
             store.update_ticket(ticket_id, now, priority=priority)
-            store.log_event(ticket_id, "priority_raised", now, old=ticket["priority"], new=priority,
+            store.log_event(ticket_id, "priority_raised", now, old=ticket.priority, new=priority,
                             signals=list(verdict.signals))
         if status in (TicketStatus.RESOLVED, TicketStatus.PENDING):
             store.log_event(ticket_id, "reopened" if status == TicketStatus.RESOLVED else "customer_replied", now,

@@ -5,10 +5,80 @@ team's corrections (training examples) and the assignment history the strategies
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from inboxd.model import TicketStatus
 from inboxd.store.base import Connection, iso
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    """One row of ``tickets``, typed: one field per column, in the table's column order.
+
+    Timestamps stay the stored UTC ISO-8601 text (``iso()``) rather than ``datetime``: that
+    text is what ``tickets show --json`` prints and what SQL compares (``created_at < ?``),
+    a ``datetime`` would not print back byte-identical (``isoformat()`` drops ``.000000``),
+    and only one caller needs a time (``first_response_due``, parsed where it is used).
+    ``status`` is a ``TicketStatus`` (a StrEnum, so it still equals and prints as its word);
+    ``spam`` is a ``bool``.
+
+    inboxd's code reads attributes (``ticket.owner``). The read-only mapping side
+    (``ticket["owner"]``, ``keys()``, iteration over the column names) exists for older
+    callers, for plain-dict stand-ins in tests and for Jinja templates; ``as_dict()`` is the
+    row as JSON and templates want it, in column order.
+    """
+
+    id: int
+    ticket_id: str
+    subject: str
+    requester: str
+    requester_name: str
+    status: TicketStatus
+    language: str
+    created_at: str
+    updated_at: str
+    first_response_due: str | None
+    follow_up_of: str | None
+    category: str | None
+    confidence: float | None
+    priority: str
+    spam: bool
+    team: str | None
+    owner: str | None
+    sla_policy: str | None
+    first_response_at: str | None
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> TicketRow:
+        """A ``SELECT *`` row (extra columns of a join are ignored)."""
+        return cls(id=r["id"], ticket_id=r["ticket_id"], subject=r["subject"], requester=r["requester"],
+                   requester_name=r["requester_name"], status=TicketStatus(r["status"]), language=r["language"],
+                   created_at=r["created_at"], updated_at=r["updated_at"],
+                   first_response_due=r["first_response_due"], follow_up_of=r["follow_up_of"],
+                   category=r["category"], confidence=r["confidence"], priority=r["priority"],
+                   spam=bool(r["spam"]), team=r["team"], owner=r["owner"], sla_policy=r["sla_policy"],
+                   first_response_at=r["first_response_at"])
+
+    def keys(self) -> tuple[str, ...]:
+        return _TICKET_COLUMNS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_TICKET_COLUMNS)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _TICKET_COLUMNS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as a plain dict, in column order: ``status`` as its plain word, ``spam`` as a bool."""
+        return {key: getattr(self, key) for key in _TICKET_COLUMNS} | {"status": str(self.status)}
+
+
+_TICKET_COLUMNS = tuple(f.name for f in fields(TicketRow))
 
 
 class Tickets(Connection):
@@ -25,9 +95,9 @@ class Tickets(Connection):
             self.add_participant(ticket_id, requester, "requester")
             return ticket_id
 
-    def ticket(self, ticket_id: str) -> dict[str, Any] | None:
+    def ticket(self, ticket_id: str) -> TicketRow | None:
         rows = self.query("SELECT * FROM tickets WHERE ticket_id=?", (ticket_id,))
-        return rows[0] if rows else None
+        return TicketRow.from_row(rows[0]) if rows else None
 
     def update_ticket(self, ticket_id: str, now: datetime, **fields: Any) -> None:
         sets = "".join(f"{k}=?, " for k in fields)
@@ -113,8 +183,8 @@ class Tickets(Connection):
             if ticket is None:
                 raise KeyError(ticket_id)
             self.update_ticket(ticket_id, now, category=category, confidence=None)
-            self._correct(ticket_id, "category", ticket["category"], category, actor, now)
-            self.log_event(ticket_id, "category_changed", now, actor=actor, old=ticket["category"], new=category)
+            self._correct(ticket_id, "category", ticket.category, category, actor, now)
+            self.log_event(ticket_id, "category_changed", now, actor=actor, old=ticket.category, new=category)
 
     def tag(self, ticket_id: str, tag: str, actor: str, now: datetime, *, remove: bool = False) -> None:
         """An agent adds or removes a tag: applied, logged, and kept as a training example."""

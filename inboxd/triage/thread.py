@@ -16,10 +16,20 @@ from typing import Protocol
 from inboxd.model import ParsedMessage, TicketStatus
 
 
+class TicketFields(Protocol):
+    """What threading reads of a ticket, by column name: the store's ``TicketRow`` and a plain dict both fit.
+
+    Read by name rather than as ``ticket.status`` so this module needs nothing from the store
+    and a stand-in index can hand out dicts.
+    """
+
+    def __getitem__(self, key: str, /) -> object: ...
+
+
 class ThreadIndex(Protocol):
     """The lookups threading needs; the Store provides them."""
 
-    def ticket(self, ticket_id: str) -> dict[str, object] | None: ...
+    def ticket(self, ticket_id: str) -> TicketFields | None: ...
 
     def participants(self, ticket_id: str) -> dict[str, str]: ...
 
