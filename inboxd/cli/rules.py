@@ -178,20 +178,19 @@ def rules_replay(ctx: click.Context, since: str, rules_dir: Path | None, as_json
     store = Store(settings.database)
     tickets = views.replay_tickets(store, utcnow() - _parse_since(since))
     changes: list[dict[str, Any]] = []
-    for t in tickets:
-        parsed = parse_message(t["raw"])
-        mailbox = (t["account"], t["folder"])
+    for replay in tickets:
+        t, parsed, mailbox = replay.ticket, parse_message(replay.raw), replay.mailbox
         verdict = _classify(classifier, parsed, mailbox)
-        at = datetime.fromisoformat(t["created_at"])
+        at = datetime.fromisoformat(t.created_at)
         history = views.HistoryBefore(store, t)
         new: Assignment = decide(routing, _context(settings, parsed, verdict, at, mailbox), history)
-        before = {"team": t["team"], "owner": t["owner"], "sla": t["sla_policy"], "category": t["category"],
-                  "tags": sorted(set(store.tags(t["ticket_id"])) - {"auto-reply"})}
+        before = {"team": t.team, "owner": t.owner, "sla": t.sla_policy, "category": t.category,
+                  "tags": sorted(set(store.tags(t.ticket_id)) - {"auto-reply"})}
         after = {"team": new.team, "owner": new.owner, "sla": new.sla, "category": verdict.category,
                  "tags": sorted(set(verdict.tags) - {"auto-reply"})}
         diff = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
         if diff:
-            changes.append({"ticket": t["ticket_id"], "subject": t["subject"], "changes": diff,
+            changes.append({"ticket": t.ticket_id, "subject": t.subject, "changes": diff,
                             "routes": new.decision.matched})
     if as_json:
         click.echo(json.dumps({"tickets": len(tickets), "changed": changes}, ensure_ascii=False, indent=2))

@@ -1,16 +1,18 @@
 """Read-only queries behind the ``inboxd`` commands and the demo report.
 
 They return rows as stored (JSON columns still text), so each command decides
-how to show them; nothing here writes.
+how to show them; a whole ticket comes back as a ``TicketRow``. Nothing here writes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from inboxd.store.base import iso
 from inboxd.store.sqlite import Store
+from inboxd.store.tickets import TicketRow
 
 
 def ticket_list(store: Store, status: str | None = None) -> list[dict[str, Any]]:
@@ -78,14 +80,24 @@ def quarantined(store: Store) -> list[dict[str, Any]]:
     return store.query("SELECT uid, error FROM raw_messages WHERE state='quarantined'")
 
 
-def replay_tickets(store: Store, since: datetime) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ReplayTicket:
+    """A ticket with the raw bytes and the mailbox (account, folder) of its first mail."""
+
+    ticket: TicketRow
+    raw: bytes
+    mailbox: tuple[str, str]
+
+
+def replay_tickets(store: Store, since: datetime) -> list[ReplayTicket]:
     """Tickets opened since ``since``, oldest first, with the raw bytes and mailbox of their first mail.
 
     ``rules replay`` parses that mail again, so it classifies and routes exactly what inboxd saw.
     """
-    return store.query("SELECT t.*, r.raw, r.account, r.folder FROM tickets t JOIN messages m ON m.id = "
+    rows = store.query("SELECT t.*, r.raw, r.account, r.folder FROM tickets t JOIN messages m ON m.id = "
                        "(SELECT MIN(id) FROM messages WHERE ticket_id=t.ticket_id AND direction='in') "
                        "JOIN raw_messages r ON r.id=m.raw_id WHERE t.created_at>=? ORDER BY t.id", (iso(since),))
+    return [ReplayTicket(TicketRow.from_row(r), r["raw"], (r["account"], r["folder"])) for r in rows]
 
 
 class HistoryBefore:
@@ -94,8 +106,8 @@ class HistoryBefore:
     Replaying routing with today's history would let a ticket's own (or later) assignment decide it.
     """
 
-    def __init__(self, store: Store, ticket: dict[str, Any]) -> None:
-        self.store, self.id, self.created = store, ticket["id"], ticket["created_at"]
+    def __init__(self, store: Store, ticket: TicketRow) -> None:
+        self.store, self.id, self.created = store, ticket.id, ticket.created_at
 
     def open_tickets(self, email: str) -> int:
         rows = self.store.query("SELECT COUNT(*) n FROM tickets WHERE owner=? AND id<? AND status IN "
