@@ -27,8 +27,15 @@ ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to"})
 
 
 def address(name: str, addr: str) -> str:
-    """An address header value; the display name is RFC 2047-encoded when it is not ASCII."""
-    return formataddr((one_line(name), one_line(addr)), charset="utf-8")
+    """An address header value; the display name is RFC 2047-encoded when it is not ASCII.
+
+    An international address (``jdöe@mächine.example``, RFC 6531) stays UTF-8 as RFC 6532 has
+    it: such mail can only be sent to a server that offers SMTPUTF8 (``mail/smtp.py``).
+    """
+    name, addr = one_line(name), one_line(addr)
+    if addr.isascii():
+        return formataddr((name, addr), charset="utf-8")
+    return f"{formataddr((name, 'x@x'), charset='utf-8')[:-len('<x@x>')]}<{addr}>" if name else addr
 
 
 def _header(name: str, value: str) -> str:
@@ -47,6 +54,8 @@ class _AsEncoded(Compat32):
     """
 
     def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in ADDRESS_HEADERS and isinstance(value, str) and not value.isascii():
+            return f"{name}: {value}{self.linesep}".encode()  # an international address (see address())
         lines = value.split("\n") if isinstance(value, str) and value.isascii() and "\r" not in value else []
         if not lines or len(name) + 2 + max(map(len, lines)) > 78:  # a long References list: fold it
             return super().fold_binary(name, value)

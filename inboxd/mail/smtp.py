@@ -31,8 +31,12 @@ class SmtpConnection:
             raise ConnectionLost(f"cannot reach the mail server: {exc}") from exc
 
     async def send(self, mail_from: str, recipients: list[str], raw: bytes) -> None:
+        international = not all(a.isascii() for a in (mail_from, *recipients))
         try:
-            await self.client.sendmail(mail_from, recipients, raw)
+            await self.client.sendmail(mail_from, recipients, raw, mail_options=["SMTPUTF8"] if international else [])
+        except aiosmtplib.SMTPNotSupported as exc:  # checked by aiosmtplib before anything is sent
+            raise SendPermanent("undeliverable: the address is international (UTF-8) and the mail server does "
+                                f"not offer SMTPUTF8 ({exc})") from exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             error = "every recipient was refused: " + "; ".join(
                 f"{r.recipient} {r.code} {r.message}" for r in exc.recipients)

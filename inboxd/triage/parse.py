@@ -336,8 +336,14 @@ class _HeaderDecoder:
 
         found = [(self.line(decode_words(restore(name), self.defects)), _safe("".join(addr.split()).lower()))
                  for name, addr in getaddresses([_ENCODED_WORD.sub(stash, text)])]
-        found = [(name.strip("\"' "), addr) for name, addr in found if "@" in addr]
+        found = [(name.strip("\"' "), addr) for name, addr in found if _usable(addr)]
         return found or [("", _safe(a).lower()) for a in _ADDR_SPEC.findall(text)]
+
+
+def _usable(addr: str) -> bool:
+    """An address mail can be sent to: something before and after one "@" (not "@example.com")."""
+    local, at, domain = addr.rpartition("@")
+    return bool(at and local and domain)
 
 
 def _addrs(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
