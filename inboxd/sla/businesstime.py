@@ -310,6 +310,41 @@ class BusinessCalendar:
             return self.next_open(start)
         return _walk(self._intervals(_utc(start), None), amount).astimezone(self._tzinfo)
 
+    def _intervals_back(self, end: datetime) -> Iterator[Interval]:
+        """The opening intervals before ``end``, latest first, clipped to it; gives up after 3 closed years.
+
+        Read a week at a time with ``_intervals`` (so exactly the open time that
+        ``business_minutes_between`` counts); an interval across a week boundary
+        comes in two touching pieces.
+        """
+        upper, closed = end, timedelta(0)
+        while True:
+            lower = upper - 7 * ONE_DAY
+            week = list(self._intervals(lower, upper))
+            yield from reversed(week)
+            closed = closed + (upper - lower) if not week else timedelta(0)
+            if closed > MAX_CLOSED_DAYS * ONE_DAY:
+                raise InvalidSetting(f"no opening hours in the three years before {self._local_date(upper)}: "
+                                     "check the business days and holidays")
+            upper = lower
+
+    def subtract_time(self, end: datetime, amount: timedelta) -> datetime:
+        """The earliest instant with at most ``amount`` of business time left before ``end``.
+
+        The mirror of ``add_time``: when the count lands on an opening, the previous
+        closing time is returned (at it, exactly ``amount`` is left, and the closed
+        stretch between adds none), so a warning is never placed inside a night or
+        weekend. ``end`` itself for an amount below zero.
+        """
+        at = _utc(end)
+        if amount < timedelta(0):
+            return end
+        for opens, closes in self._intervals_back(at):
+            if closes - opens > amount:
+                return (closes - amount).astimezone(end.tzinfo)
+            amount -= closes - opens
+        raise AssertionError("unreachable: _intervals_back is endless")  # pragma: no cover
+
     def business_minutes_between(self, a: datetime, b: datetime) -> float:
         """Business minutes elapsed from ``a`` to ``b`` (0 when ``b`` is not after ``a``)."""
         elapsed = sum((c - o for o, c in self._intervals(_utc(a), _utc(b))), timedelta())
