@@ -1152,3 +1152,77 @@ def test_alert_times_are_placed_once_and_replaced_when_the_settings_change(setti
                             .replace("{webhook}", ""))
     Watch(changed, store, Routing(changed))  # a restart with other warning settings forgets the placements
     assert {r["next_alert_at"] for r in store.query("SELECT next_alert_at FROM sla_timers")} == {None}
+
+
+# --- the watch over many clocks: a page at a time, the write lock free while placing -----------------------------
+
+
+def test_the_watch_pages_clocks_in_due_order_and_commits_per_page(settings: Settings, store: Store,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import inboxd.sla.watch as watch_module
+
+    monkeypatch.setattr(watch_module, "PAGE", 3)
+    for minute in (50, 10, 40, 0, 30, 20, 5):  # 7 tickets, 14 clocks, started out of due order
+        opened(store, settings, TUE_10 + timedelta(minutes=minute))
+    seen_pages: list[list[str]] = []
+    real_check_page = Watch._check_page
+
+    def check_page(self: Watch, timers: list[Timer], now: datetime) -> int:
+        seen_pages.append([iso(t.due_at) for t in timers if t.due_at])
+        other = Store(settings.database)
+        other.conn.execute("PRAGMA busy_timeout=0")  # between pages another thread writes at once
+        with other.tx():
+            other.conn.execute("INSERT INTO meta (key, value) VALUES ('probe', ?) ON CONFLICT (key) DO UPDATE "
+                               "SET value=excluded.value", (str(len(seen_pages)),))
+        other.close()
+        return real_check_page(self, timers, now)
+
+    monkeypatch.setattr(Watch, "_check_page", check_page)
+    assert check(settings, store, tp(2026, 11, 24, 16)) == 7 * 3  # each first response: breach, esc-1, esc-2
+    assert [len(p) for p in seen_pages] == [3, 3, 3, 3, 2]
+    dues = [due for page in seen_pages for due in page]
+    assert dues == sorted(dues) and len(dues) == 14
+    assert {r["next_alert_at"] is not None for r in store.query("SELECT next_alert_at FROM sla_timers")} == {True}
+    sent = [(a["level"], a["sent"]) for a in alerts(store)]
+    assert sent.count(("breach", 1)) == sent.count(("escalate-2", 1)) == sent.count(("warn-75", 0)) == 7
+    seen_pages.clear()
+    assert check(settings, store, tp(2026, 11, 24, 16, 1)) == 0 and seen_pages == []  # nothing due: no page
+
+
+def test_placing_alert_times_holds_no_write_lock(settings: Settings, store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import inboxd.sla.watch as watch_module
+
+    for minute in range(5):
+        opened(store, settings, TUE_10 + timedelta(minutes=minute))
+    real_levels, calls = watch_module.levels, []
+
+    def levels_checked(s: Settings, timer: Timer) -> list[Any]:
+        assert not store.conn.in_transaction
+        calls.append(timer.id)
+        return real_levels(s, timer)
+
+    monkeypatch.setattr(watch_module, "levels", levels_checked)
+    assert check(settings, store, tp(2026, 11, 24, 13, 30)) == 5  # warn-75 of each first response
+    assert len(calls) == 10
+
+
+def test_a_failing_clock_keeps_the_alerts_of_the_clocks_before_it(settings: Settings, store: Store,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for minute in range(4):
+        opened(store, settings, TUE_10 + timedelta(minutes=minute))
+    real_alert = Watch._alert
+
+    def alert(self: Watch, timer: Timer, level: Any, now: datetime) -> None:
+        if timer.ticket_id == "SUP-3":
+            raise RuntimeError("template broken")
+        real_alert(self, timer, level, now)
+
+    monkeypatch.setattr(Watch, "_alert", alert)
+    with pytest.raises(RuntimeError, match="template broken"):
+        check(settings, store, tp(2026, 11, 24, 13, 30))
+    assert [r["ticket_id"] for r in store.query("SELECT ticket_id FROM sla_alerts ORDER BY id")] == ["SUP-1", "SUP-2"]
+    monkeypatch.setattr(Watch, "_alert", real_alert)
+    assert check(settings, store, tp(2026, 11, 24, 13, 30)) == 2  # the next check sends the rest, once
+    assert sorted(r["ticket_id"] for r in store.query("SELECT ticket_id FROM sla_alerts")) == [
+        "SUP-1", "SUP-2", "SUP-3", "SUP-4"]

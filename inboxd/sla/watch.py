@@ -16,8 +16,10 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from inboxd.config import Settings
+from inboxd.errors import StoreBusy
 from inboxd.log import log
 from inboxd.reply.alerts import sla_alert
 from inboxd.reply.notify import internal_mail
@@ -29,6 +31,7 @@ from inboxd.store.sqlite import Store
 from inboxd.store.tickets import TicketRow
 
 logger = logging.getLogger("inboxd.watch")
+PAGE = 100  # clocks read, placed and committed together by one check
 MICROSECONDS_PER_MINUTE = 60_000_000  # business_minutes_between divides whole microseconds by this
 
 
@@ -88,27 +91,57 @@ class Watch:
         self.store.sla.forget_placements_unless(digest)
 
     def check(self, now: datetime) -> int:
-        """Queue every alert whose time has come; returns how many were queued."""
-        queued = 0
-        for timer in map(Timer.from_row, self.store.sla.running_with_alert_due(now)):
-            if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
-                log(logger, logging.WARNING, "sla_calendar_missing", ticket=timer.ticket_id, calendar=timer.calendar,
-                    note="using the [support] calendar for this clock")
-                timer = replace(timer, calendar="support")
-            queued += self._check_timer(timer, now)
+        """Queue every alert whose time has come; returns how many were queued.
+
+        A page of clocks at a time (``PAGE``): their alert times are placed first, without
+        holding the write lock, then the page is written in one transaction, so other
+        threads write between pages and a backlog costs one commit per page, not per clock.
+        """
+        queued, after = 0, ("", 0)
+        while page := self.store.sla.running_with_alert_due(now, after=after, limit=PAGE):
+            after = (page[-1]["due_at"], page[-1]["id"])
+            queued += self._check_page([self._timer(row) for row in page], now)
         return queued
 
-    def _check_timer(self, timer: Timer, now: datetime) -> int:
-        store = self.store
-        done = store.sla.levels_done(timer.id)
+    def _timer(self, row: dict[str, Any]) -> Timer:
+        timer = Timer.from_row(row)
+        if timer.calendar not in self.settings.calendars:  # renamed in the configuration since it started
+            log(logger, logging.WARNING, "sla_calendar_missing", ticket=timer.ticket_id, calendar=timer.calendar,
+                note="using the [support] calendar for this clock")
+            timer = replace(timer, calendar="support")
+        return timer
+
+    def _check_page(self, timers: list[Timer], now: datetime) -> int:
+        done = self.store.sla.levels_done([timer.id for timer in timers])
+        plans = [(timer, self._plan(timer, done[timer.id], now)) for timer in timers]
+        try:
+            with self.store.tx():
+                return sum(self._apply(timer, plan, now) for timer, plan in plans)
+        except StoreBusy:
+            raise
+        except Exception as exc:  # one clock failed and undid its page: redo the page a clock at a time
+            log(logger, logging.WARNING, "sla_page_retried_alone", clocks=len(plans), error=type(exc).__name__)
+            queued = 0
+            for timer, plan in plans:  # the clocks before the failing one keep their alerts; it raises again
+                with self.store.tx():
+                    queued += self._apply(timer, plan, now)
+            return queued
+
+    def _plan(self, timer: Timer, done: set[str], now: datetime) -> tuple[datetime | None, list[Level], list[Level]]:
+        """What a clock needs now: its next alert time, the levels to record as superseded, the levels to send."""
         pending = [lv for lv in levels(self.settings, timer) if lv.name not in done]
         passed = [lv for lv in pending if lv.at <= now]
         upcoming = min((lv.at for lv in pending if lv.at > now), default=None)
         warnings = [lv for lv in passed if not lv.name.startswith("escalate")]
         send = ([warnings[-1]] if warnings else []) + [lv for lv in passed if lv.name.startswith("escalate")]
+        return upcoming, warnings[:-1], send
+
+    def _apply(self, timer: Timer, plan: tuple[datetime | None, list[Level], list[Level]], now: datetime) -> int:
+        store = self.store
+        upcoming, superseded, send = plan
         with store.tx():
             store.sla.set_next_alert(timer.id, upcoming)
-            for level in warnings[:-1]:  # passed while inboxd was down, outranked by a later level
+            for level in superseded:  # passed while inboxd was down, outranked by a later level
                 store.sla.record_superseded(timer.ticket_id, timer.id, level.name, now)
             for level in send:
                 self._alert(timer, level, now)

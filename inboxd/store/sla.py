@@ -60,17 +60,27 @@ class SlaRepository:
             self.store.conn.execute("UPDATE sla_timers SET state='running', remaining_minutes=NULL, due_at=?, "
                                     "next_alert_at=NULL WHERE id=?", (iso(due_at), timer_id))
 
-    def running_with_alert_due(self, now: datetime) -> list[dict[str, Any]]:
-        """Running clocks with an alert due by ``now`` or not yet placed, soonest due first.
+    def running_with_alert_due(self, now: datetime, *, after: tuple[str, int] = ("", 0),
+                               limit: int = 100) -> list[dict[str, Any]]:
+        """Running clocks with an alert due by ``now`` or not yet placed, soonest due first, a page at a time.
 
-        Only these are worth checking: placing alert times costs calendar arithmetic.
+        Only these are worth checking: placing alert times costs calendar arithmetic. Paged
+        after the ``(due_at, id)`` of the previous page's last row, the order of the
+        ``(state, due_at)`` index, so a backlog of new clocks is held one page at a time and
+        each page is one range scan of that index.
         """
         return self.store.query("SELECT * FROM sla_timers WHERE state='running' AND (next_alert_at IS NULL OR "
-                                "next_alert_at<=?) ORDER BY due_at", (iso(now),))
+                                "next_alert_at<=?) AND (due_at, id)>(?, ?) ORDER BY due_at, id LIMIT ?",
+                                (iso(now), *after, limit))
 
-    def levels_done(self, timer_id: int) -> set[str]:
-        """Alert levels already recorded for a clock, sent or superseded: each fires at most once."""
-        return {r["level"] for r in self.store.query("SELECT level FROM sla_alerts WHERE timer_id=?", (timer_id,))}
+    def levels_done(self, timer_ids: list[int]) -> dict[int, set[str]]:
+        """Alert levels already recorded for each of these clocks, sent or superseded: each fires at most once."""
+        done: dict[int, set[str]] = {timer_id: set() for timer_id in timer_ids}
+        marks = ",".join("?" * len(timer_ids))
+        for row in self.store.query(f"SELECT timer_id, level FROM sla_alerts WHERE timer_id IN ({marks})",
+                                    tuple(timer_ids)):
+            done[row["timer_id"]].add(row["level"])
+        return done
 
     def set_next_alert(self, timer_id: int, at: datetime | None) -> None:
         """When the clock's next alert is due; None once every level has gone out, so the watch skips it."""
