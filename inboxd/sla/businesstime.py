@@ -186,6 +186,7 @@ class BusinessCalendar:
     holidays: frozenset[date] = frozenset()
     extra_workdays: Mapping[date, Ranges] = field(default_factory=dict)
     _tzinfo: ZoneInfo = field(init=False, repr=False, compare=False)
+    _days: dict[date, tuple[Interval, ...]] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         zone = _zone(self.tz)
@@ -217,8 +218,14 @@ class BusinessCalendar:
             return ()
         return self.extra_workdays.get(day, self.weekly.get(day.weekday(), ()))
 
-    def _day_intervals(self, day: date) -> list[Interval]:
-        """One local day's opening as sorted UTC intervals (DST may shift, shrink or drop a range)."""
+    def _day_intervals(self, day: date) -> tuple[Interval, ...]:
+        """One local day's opening as sorted UTC intervals (DST may shift, shrink or drop a range).
+
+        Kept per day once computed: the calendar never changes, and the SLA watch asks
+        for the same few days for every clock it places.
+        """
+        if (known := self._days.get(day)) is not None:
+            return known
         out = []
         for start, end in self._ranges(day):
             opens = datetime.combine(day, start, self._tzinfo).astimezone(UTC)
@@ -232,9 +239,10 @@ class BusinessCalendar:
                 merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
             else:
                 merged.append((opens, closes))
-        return merged
+        self._days[day] = intervals = tuple(merged)
+        return intervals
 
-    def _working_days(self, first: date, until: date | None) -> Iterator[tuple[date, list[Interval]]]:
+    def _working_days(self, first: date, until: date | None) -> Iterator[tuple[date, tuple[Interval, ...]]]:
         """Days with opening hours from ``first``; unbounded searches stop after 3 closed years."""
         day, closed = first, 0
         while until is None or day <= until:
