@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from inboxd.errors import StoreBusy
-from inboxd.mail.send import Sender
+from inboxd.mail.send import PAGE, Sender
 from inboxd.store import base
 from inboxd.store.sqlite import Store
 
@@ -91,11 +91,11 @@ def test_commits_are_crash_safe_and_make_durable_syncs_the_write_ahead_log(
     Store(":memory:").make_durable()  # nothing to sync, no error
 
 
-def test_sender_makes_the_queue_durable_before_sending_and_the_sent_mark_after(
+def test_sender_makes_each_page_durable_before_sending_it_and_the_sent_marks_at_the_end(
         tmp_path: Path, mailenv: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_for(tmp_path, mailenv)
     store = Store(settings.database)
-    for n in (1, 2):
+    for n in range(1, PAGE + 6):
         store.enqueue(ticket_id=f"SUP-{n}", kind="ack", message_id=f"<ack{n}@example.com>",
                       mail_from="support@example.com", recipients=[f"c{n}@example.net"],
                       raw=f"Subject: ack {n}\r\nMessage-ID: <ack{n}@example.com>\r\n\r\nhello\r\n".encode(),
@@ -105,7 +105,7 @@ def test_sender_makes_the_queue_durable_before_sending_and_the_sent_mark_after(
     monkeypatch.setattr(store, "make_durable", lambda: (seen.append(("durable", len(mailenv.smtp.messages))),
                                                         real()))
     report = asyncio.run(Sender(settings.smtp, store, lambda: NOW).send_due())
-    assert report.sent == 2
-    # on disk before the first mail left, and each "sent" mark on disk before the next mail
-    assert seen == [("durable", 0), ("durable", 1), ("durable", 2)]
+    assert report.sent == PAGE + 5
+    # on disk before the first page left, before the second (with the first page's "sent" marks), at the end
+    assert seen == [("durable", 0), ("durable", PAGE), ("durable", PAGE + 5)]
     store.close()

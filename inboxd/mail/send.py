@@ -83,7 +83,7 @@ class Sender:
                     after_id = rows[-1].id
                     rows = [r for r in rows if r.id not in tried]
                 tried.update(r.id for r in rows)
-                # the decision that queued them must outlive a power cut before the mail leaves
+                # the decisions that queued these, and the "sent" marks of the page before, on disk
                 await asyncio.to_thread(self.store.make_durable)
                 for row in rows:
                     if row.id in self.accepted:
@@ -98,6 +98,8 @@ class Sender:
         finally:
             for smtp in connection:
                 await smtp.close()
+            if report.sent:
+                await asyncio.to_thread(self.store.make_durable)  # the last page's "sent" marks
         return report
 
     async def _send_mail(self, connection: list[SmtpConnection], row: OutboxRow, report: SendReport) -> bool:

@@ -72,11 +72,11 @@ class Outbox(Connection):
         return datetime.fromisoformat(rows[0]["t"]) if rows and rows[0]["t"] else None
 
     def mark_sent(self, outbox_id: int, now: datetime) -> None:
-        """Record that the server took the mail, on disk before anything else is sent (never sent twice)."""
+        """Record that the server took the mail: committed before anything else is sent, so a crash
+        sends it again at most once; the sender's next page puts it on disk (``make_durable``)."""
         with self.tx():
             self.conn.execute("UPDATE outbox SET state='sent', sent_at=?, attempts=attempts+1, last_error=NULL "
                               "WHERE id=?", (iso(now), outbox_id))
-        self.make_durable()
 
     def mark_retry(self, outbox_id: int, error: str, retry_at: datetime) -> None:
         with self.tx():
