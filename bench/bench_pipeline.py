@@ -123,7 +123,8 @@ def build_corpus(n: int, seed: int = 1) -> Corpus:
     """N mails, every sender distinct except follow-ups, which come from their ticket's requester.
 
     Ticket numbers are predicted: mail is processed in UID order and every mail except a
-    follow-up creates the next ticket (auto-replies create one too, they only get no ack).
+    follow-up creates the next ticket (auto-replies create one too, closed on arrival, with no
+    ack); follow-ups continue the tickets of people, not of auto-replies.
     """
     rng = random.Random(seed)
     slots = (["en"] * 33 + ["html"] * 15 + ["big5"] * 14 + ["gbk"] * 14 + ["jp"] * 8 + ["attach"] * 2
@@ -195,8 +196,8 @@ def build_corpus(n: int, seed: int = 1) -> Corpus:
         corpus.kinds.append(kind)
         if kind != "followup":
             corpus.tickets += 1
-            created.append((corpus.tickets, sender, subject, msgid))
-            if kind != "auto":
+            if kind != "auto":  # a follow-up continues a person's ticket (an auto-reply's is closed on arrival)
+                created.append((corpus.tickets, sender, subject, msgid))
                 corpus.ack_recipients.append(sender)
     return corpus
 

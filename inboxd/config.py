@@ -336,11 +336,17 @@ def _validate(path: Path, text: str, data: dict[str, Any]) -> dict[str, dict[str
     return values
 
 
-def _secret(path: Path, text: str, section: str, values: dict[str, Any], key: str = "password") -> str:
-    """A secret given inline or, better, through an environment variable (``<key>_env``)."""
+def _secret(path: Path, text: str, section: str, values: dict[str, Any], key: str = "password", *,
+            required: bool = True) -> str:
+    """A secret given inline or, better, through an environment variable (``<key>_env``).
+
+    Only commands that connect need it (``required``); the others work without the variable.
+    """
     name = values[f"{key}_env"]
     if name:
         if name not in os.environ:
+            if not required:
+                return ""
             raise ConfigError(path, find_line(text, section, f"{key}_env"),
                               f"[{section}] {key}_env names the environment variable {name}, which is not set")
         return os.environ[name]
@@ -488,8 +494,12 @@ def offline_settings(directory: Path) -> Settings:
     return settings_from_text(directory / "inboxd.toml", OFFLINE_DEFAULTS)
 
 
-def load_settings(path: Path | str) -> Settings:
-    """Read, validate and resolve the configuration file at ``path``."""
+def load_settings(path: Path | str, *, secrets: bool = True) -> Settings:
+    """Read, validate and resolve the configuration file at ``path``.
+
+    ``secrets=False`` for commands that only read the database: a password variable that is not
+    set is then no error (its setting is left empty), so a lead can list tickets without it.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -498,10 +508,10 @@ def load_settings(path: Path | str) -> Settings:
                                    f"(and of {AGENTS_EXAMPLE} for agents.toml)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, 0, f"cannot read the configuration file: {exc}") from None
-    return settings_from_text(path, text)
+    return settings_from_text(path, text, secrets=secrets)
 
 
-def settings_from_text(path: Path, text: str) -> Settings:
+def settings_from_text(path: Path, text: str, *, secrets: bool = True) -> Settings:
     """Validate configuration ``text``; relative paths in it are relative to ``path``'s folder."""
     try:
         data = tomllib.loads(text)
@@ -526,13 +536,14 @@ def settings_from_text(path: Path, text: str) -> Settings:
         path=path,
         imap=ImapSettings(
             host=imap["host"], port=imap["port"], tls=imap["tls"], username=imap["username"],
-            password=_secret(path, text, "imap", imap), folder=imap["folder"], sent_folder=imap["sent_folder"],
+            password=_secret(path, text, "imap", imap, required=secrets), folder=imap["folder"],
+            sent_folder=imap["sent_folder"],
             poll_interval=float(imap["poll_interval"]), verify_tls=imap["verify_tls"],
             max_message_size=imap["max_message_size"], account=f"{imap['username']}@{imap['host']}",
         ),
         smtp=SmtpSettings(
             host=smtp["host"], port=smtp["port"], tls=smtp["tls"], username=smtp["username"],
-            password=_secret(path, text, "smtp", smtp), verify_tls=smtp["verify_tls"],
+            password=_secret(path, text, "smtp", smtp, required=secrets), verify_tls=smtp["verify_tls"],
             timeout=float(smtp["timeout"]), retry_delay=float(smtp["retry_delay"]),
         ),
         support=SupportSettings(
@@ -545,7 +556,7 @@ def settings_from_text(path: Path, text: str) -> Settings:
         database=here / v["storage"]["database"],
         routing=RoutingSettings(
             agents_file=here / v["routing"]["agents"], routes_file=here / c["rules_dir"] / "routing.toml",
-            reply_secret=_secret(path, text, "routing", v["routing"], "reply_secret"),
+            reply_secret=_secret(path, text, "routing", v["routing"], "reply_secret", required=secrets),
             trusted_auth_servers=frozenset(str(s).lower() for s in v["routing"]["trusted_auth_servers"]),
         ),
         sla_policies=_sla(path, text, v["sla"], first_response, calendars),

@@ -572,3 +572,12 @@ def test_html_reply_quoting_the_notification_leaks_nothing(tmp_path: Path, maile
     [answer] = answers(mailenv)
     assert text_of(answer).strip() == "您好，包裹今天已寄出。"
     assert_nothing_internal(mailenv.dovecot.messages("customer")[-1])
+
+
+def test_a_relayed_answer_keeps_the_customers_display_name(tmp_path: Path, mailenv: Any) -> None:
+    settings = agent_settings(tmp_path, mailenv)
+    note = start_ticket(settings, mailenv)
+    answer_ticket(settings, mailenv, agent_reply(note))
+    [raw] = [r for r in mailenv.dovecot.messages("customer") if parse(r)["Auto-Submitted"] is None]
+    [to] = parse(raw)["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Chen Mei", CUSTOMER)  # as the customer signed their mail

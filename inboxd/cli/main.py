@@ -29,10 +29,12 @@ from inboxd.store.sqlite import Store
 CONFIG_HELP = "Configuration file (default: ./inboxd.toml, or the INBOXD_CONFIG environment variable)."
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, *, secrets: bool = False) -> Settings:
+    """The settings; ``secrets`` for the commands that connect (and check-config, which must say
+    that a password variable is missing before `run` starts half-configured)."""
     path = ctx.obj["config"]
     try:
-        settings = load_settings(path)
+        settings = load_settings(path, secrets=secrets)
     except ConfigError as exc:
         click.echo(f"Configuration error: {exc}", err=True)
         sys.exit(2)
@@ -73,7 +75,7 @@ def run(ctx: click.Context, once: bool) -> None:
     """Watch the support mailbox and answer new mail (stop with Ctrl-C or SIGTERM)."""
     if not once:  # a stop request while starting up (loading the model) is a clean stop too
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    daemon = Daemon(_settings(ctx))
+    daemon = Daemon(_settings(ctx, secrets=True))
     try:
         if once:
             sys.exit(0 if asyncio.run(daemon.run_once()) else 1)
@@ -87,7 +89,7 @@ def run(ctx: click.Context, once: bool) -> None:
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Check the configuration file without connecting to anything."""
-    settings = _settings(ctx)
+    settings = _settings(ctx, secrets=True)
     click.echo(f"{settings.path}: OK (mailbox {settings.imap.account}/{settings.imap.folder}, "
                f"database {settings.database})")
 
@@ -179,6 +181,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"Messages stored:       {info['messages_stored']} ({info['messages_waiting']} waiting)")
     click.echo(f"Messages quarantined:  {info['messages_quarantined']}")
     click.echo("Tickets:               " + ", ".join(f"{k} {v}" for k, v in info["tickets"].items()))
+    click.echo(f"Machine mail and spam: {info['machine_mail']} (auto-replies, bounces, bulk mail, spam: "
+               "closed on arrival, on nobody's queue)")
     click.echo(f"Outbox:                {info['outbox_pending']} pending, {info['outbox_failed']} failed")
     for box in info["mailboxes"]:
         line = f"Mailbox {box['account']}/{box['folder']}: last fetch {box['last_fetch_at'] or 'never'}"

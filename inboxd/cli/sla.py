@@ -22,7 +22,7 @@ from inboxd.store.sqlite import Store
 
 def _open(ctx: click.Context) -> tuple[Settings, Store]:
     try:
-        settings = load_settings(ctx.obj["config"])
+        settings = load_settings(ctx.obj["config"], secrets=False)
     except ConfigError as exc:
         click.echo(f"Configuration error: {exc}", err=True)
         sys.exit(2)

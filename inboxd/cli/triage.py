@@ -53,7 +53,7 @@ def config_or_defaults(ctx: click.Context) -> tuple[bool, Settings]:
     if not path.exists() and source is click.core.ParameterSource.DEFAULT:
         return False, offline_settings(Path.cwd())
     try:
-        return True, load_settings(path)
+        return True, load_settings(path, secrets=False)
     except ConfigError as exc:
         click.echo(f"Configuration error: {exc}", err=True)
         sys.exit(2)

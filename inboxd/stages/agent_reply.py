@@ -73,8 +73,11 @@ def build_reply(*, settings: Settings, agent: Agent, ticket: TicketRow, text: st
     subject = ticket.subject if f"[{ticket_id}]" in ticket.subject else f"[{ticket_id}] {ticket.subject}"
     subject = one_line(subject if subject.lower().startswith("re:") else f"Re: {subject}")
     message_id = make_msgid(idstring=f"reply.{ticket_id}", domain=support.address.rpartition("@")[2])
-    headers = [("From", address(f"{agent.name} ({support.name})", support.address)), ("To", ", ".join(to))]
-    headers += [("Cc", ", ".join(cc))] if cc else []
+    def named(addrs: list[str]) -> str:  # the customer keeps the name they write under
+        return ", ".join(address(ticket.requester_name, a) if a == ticket.requester else address("", a) for a in addrs)
+
+    headers = [("From", address(f"{agent.name} ({support.name})", support.address)), ("To", named(to))]
+    headers += [("Cc", named(cc))] if cc else []
     headers += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id)]
     if in_reply_to:
         headers += [("In-Reply-To", in_reply_to), ("References", " ".join([*references[-9:], in_reply_to]))]

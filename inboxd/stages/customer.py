@@ -29,7 +29,7 @@ from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classification, Classifier, Guess
 from inboxd.triage.identity import Forged
 from inboxd.triage.language import detect_language
-from inboxd.triage.loops import no_ack_reason
+from inboxd.triage.loops import AUTO_REPLY, BOUNCE, Bounce, bounce_report, machine_mail, no_ack_reason
 from inboxd.triage.mood import raise_to
 from inboxd.triage.rules import facts_from
 from inboxd.triage.thread import ThreadMatch, find_ticket
@@ -55,14 +55,27 @@ class CustomerMail:
                 store.finish_raw(row.id, RawState.DUPLICATE, ticket_id=duplicate, now=now)
                 return {"action": "duplicate", "ticket": duplicate, "message_id": parsed.message_id}
             language = detect_language(f"{parsed.subject}\n{parsed.text}", parsed.charset_used)
-            match = find_ticket(parsed, store, self.settings.support.ticket_prefix)
-            verdict, reason = self._classify(row, parsed, language, match.ticket_id, guess)
+            machine = machine_mail(parsed)
+            bounce = bounce_report(row.raw) if machine and machine[0] == BOUNCE else None
+            match = self._machine_match(parsed, bounce) if machine else \
+                find_ticket(parsed, store, self.settings.support.ticket_prefix)
+            verdict, reason = self._classify(row, parsed, language, match.ticket_id, guess, machine)
             created = match.ticket_id is None
-            if match.ticket_id is None:
+            if created and machine is None and verdict.spam:  # withheld from acknowledgement: no work either
+                machine = ("spam", reason or "classified as spam")
+            promise = None
+            if created and machine:
+                ticket_id = self._machine_ticket(parsed, language, verdict, machine, match, now)
+            elif created:
                 ticket_id, promise = self._new_ticket(row, parsed, language, verdict, reason, match, now)
             else:
-                ticket_id, promise = match.ticket_id, None
-                self._follow_up(ticket_id, parsed, match.reason, verdict, now)
+                ticket_id = str(match.ticket_id)
+                if machine:  # on the thread, but it reopens nothing and starts no clock
+                    store.update_ticket(ticket_id, now)
+                    store.log_event(ticket_id, "machine_mail_added", now, actor=parsed.from_addr or "",
+                                    machine=machine[0], reason=machine[1], bounce=bounce.reason if bounce else None)
+                else:
+                    self._follow_up(ticket_id, parsed, match.reason, verdict, now)
             if created or reason is None:  # an auto-reply must not retag the customer's ticket
                 store.add_tags(ticket_id, verdict.tags)
             if isinstance(who, Forged):
@@ -76,8 +89,14 @@ class CustomerMail:
             ack = "not needed (follow-up)"
             if promise is not None:
                 ack = self._acknowledge(ticket_id, parsed, language, reason, *promise, now, urgent=row.fresh)
+            elif created and reason is not None:
+                store.log_event(ticket_id, "ack_suppressed", now, reason=reason)
+                ack = f"suppressed: {reason}"
             notified = "no (machine-sent or spam)"
-            if reason is None or not (verdict.spam or "auto-reply" in verdict.tags):
+            if bounce is not None and not created:  # one of our mails to this customer came back
+                notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
+                                        why=f"the customer's address bounced: {bounce.reason}")
+            elif machine is None and (reason is None or not verdict.spam):
                 notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
                                         why="new ticket" if created else "the customer wrote again")
             store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
@@ -108,6 +127,38 @@ class CustomerMail:
         store.update_ticket(ticket_id, now, first_response_due=iso(due))
         return ticket_id, (due, target)
 
+    def _machine_match(self, parsed: ParsedMessage, bounce: Bounce | None) -> ThreadMatch:
+        """Machine mail joins the ticket it is about (a closed one too: it must not start a new
+        ticket); a bounce is about the mail of ours that its report returns."""
+        store, prefix = self.store, self.settings.support.ticket_prefix
+        if bounce is not None and bounce.original_message_id:
+            for ticket_id, direction in store.tickets_for_message_ids([bounce.original_message_id]):
+                if direction == "out":
+                    return ThreadMatch(ticket_id, f"a bounce of our mail {bounce.original_message_id}")
+        match = find_ticket(parsed, store, prefix)
+        if match.ticket_id is None and match.follow_up_of is not None:
+            return ThreadMatch(match.follow_up_of, f"machine mail about the closed ticket {match.follow_up_of}")
+        return match
+
+    def _machine_ticket(self, parsed: ParsedMessage, language: str, verdict: Classification,
+                        machine: tuple[str, str], match: ThreadMatch, now: datetime) -> str:
+        """Machine mail about no ticket, or spam: kept on record as a ticket closed on arrival, on
+        nobody's queue, with no clock and no alert (``inboxd tickets list --status closed`` lists it;
+        an agent can reopen a mistake)."""
+        store = self.store
+        assert parsed.from_addr is not None
+        ticket_id = store.create_ticket(self.settings.support.ticket_prefix, subject=parsed.subject,
+                                        requester=parsed.from_addr, requester_name=parsed.from_name,
+                                        language=language, now=now)
+        store.log_event(ticket_id, "created", now, actor=parsed.from_addr, reason=match.reason)
+        store.update_ticket(ticket_id, now, category=verdict.category, confidence=verdict.confidence,
+                            priority=verdict.priority, spam=int(verdict.spam), status=TicketStatus.CLOSED)
+        store.log_event(ticket_id, "closed_on_arrival", now, machine=machine[0], reason=machine[1],
+                        note="machine mail and spam create no work")
+        if machine[0] == "spam":
+            store.add_tags(ticket_id, ["spam"])
+        return ticket_id
+
     def _context(self, row: RawRow, parsed: ParsedMessage, verdict: Classification, now: datetime) -> RouteContext:
         return RouteContext(category=verdict.category, tags=verdict.tags, priority=verdict.priority,
                             language=verdict.language, sender=parsed.from_addr or "", subject=parsed.subject,
@@ -115,7 +166,7 @@ class CustomerMail:
                             business_hours=self.settings.support.calendar.is_open(now))
 
     def _classify(self, row: RawRow, parsed: ParsedMessage, language: str, ticket_id: str | None,
-                  guess: Guess | None) -> tuple[Classification, str | None]:
+                  guess: Guess | None, machine: tuple[str, str] | None) -> tuple[Classification, str | None]:
         """The classification, and why the mail must get no acknowledgement (None if it may)."""
         facts = facts_from(from_addr=parsed.from_addr, to=parsed.to, cc=parsed.cc, subject=parsed.subject,
                            body=parsed.text, language=language, mailbox=(row.account, row.folder),
@@ -127,7 +178,8 @@ class CustomerMail:
                                          guess=guess)
         reason = no_ack_reason(parsed, self.settings.support.own_addresses)
         if reason is not None:  # machine-sent mail: its wording says nothing about urgency
-            tags = tuple(t for t in verdict.tags if t not in ("urgent", "angry")) + ("auto-reply",)
+            kind = (machine[0],) if machine and machine[0] != AUTO_REPLY else ()
+            tags = tuple(t for t in verdict.tags if t not in ("urgent", "angry")) + ("auto-reply", *kind)
             return replace(verdict, priority="low", tags=tags), reason
         if not verdict.acknowledge:
             reason = "classified as spam" if verdict.spam else \

@@ -51,6 +51,7 @@ class Store(Ledger, Tickets, Outbox):
             "messages_waiting": one("SELECT COUNT(*) n FROM raw_messages WHERE state='received'"),
             "messages_quarantined": one("SELECT COUNT(*) n FROM raw_messages WHERE state='quarantined'"),
             "tickets": by_status,
+            "machine_mail": one("SELECT COUNT(*) n FROM events WHERE kind='closed_on_arrival'"),
             "outbox_pending": one("SELECT COUNT(*) n FROM outbox WHERE state='pending'"),
             "outbox_failed": one("SELECT COUNT(*) n FROM outbox WHERE state='failed'"),
             "mailboxes": self.query("SELECT account, folder, uidvalidity, last_uid, last_fetch_at, last_error "
