@@ -14,6 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ class SupportSettings:
     calendar: BusinessCalendar
     ack_limit_per_hour: int
     extra_addresses: tuple[str, ...]  # other addresses that deliver into the same mailbox
+    close_after: timedelta = timedelta(days=7)  # a resolved ticket with no reply this long becomes closed
 
     @property
     def own_addresses(self) -> frozenset[str]:
@@ -178,6 +180,14 @@ def _positive(value: float) -> float:
     return value
 
 
+def _wall_duration(value: str) -> timedelta:
+    """A plain length of time, calendar days or hours ("7d", "36h"); no business calendar involved."""
+    m = re.fullmatch(r"\s*(\d+)\s*(d|h)\s*", value.lower())
+    if not m or int(m.group(1)) == 0:
+        raise InvalidSetting('must be a number of days or hours, e.g. "7d" or "36h"')
+    return timedelta(days=int(m.group(1))) if m.group(2) == "d" else timedelta(hours=int(m.group(1)))
+
+
 def _address(value: str) -> str:
     if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", value):
         raise InvalidSetting(f"{value!r} is not an email address")
@@ -239,6 +249,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "holidays": Key(list, []),
         "extra_workdays": Key(list, []),
         "ack_limit_per_hour": Key(int, 5, lambda v: int(_positive(v))),
+        "close_after": Key(str, "7d", lambda v: _wall_duration(v) and v),
     },
     "storage": {
         "database": Key(str, "data/inboxd.db"),
@@ -550,7 +561,7 @@ def settings_from_text(path: Path, text: str, *, secrets: bool = True) -> Settin
             address=s["address"], name=s["name"], ticket_prefix=s["ticket_prefix"],
             default_language=s["default_language"], timezone=s["timezone"],
             first_response=first_response, calendar=calendar,
-            ack_limit_per_hour=s["ack_limit_per_hour"],
+            ack_limit_per_hour=s["ack_limit_per_hour"], close_after=_wall_duration(s["close_after"]),
             extra_addresses=tuple(a.lower() for a in s["other_addresses"]),
         ),
         database=here / v["storage"]["database"],

@@ -33,6 +33,7 @@ from inboxd.errors import AlreadyRunning, describe
 from inboxd.log import log
 from inboxd.mail.fetch import MailSource
 from inboxd.sla.watch import Watch
+from inboxd.stages.lifecycle import close_resolved
 from inboxd.store.base import utcnow
 from inboxd.triage.train import Example, bundled_examples, retrain, save
 
@@ -109,6 +110,7 @@ class Daemon:
         finally:
             worker.close()
         await asyncio.to_thread(app.watch(store).check, self.clock())
+        await asyncio.to_thread(close_resolved, self.settings, store, self.clock())
         sender = app.sender(store)
         report = await sender.send_due(ignore_backoff=True)
         while not await sender.record_accepted():  # exiting now would send those mails again next time
@@ -171,6 +173,7 @@ class Daemon:
             try:
                 if await asyncio.to_thread(watch.check, self.clock()):
                     send_wake.set()
+                await asyncio.to_thread(close_resolved, self.settings, watch.store, self.clock())
             except Exception:  # the clocks are in the database; the next check catches up
                 logger.exception("sla_check_failed")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from inboxd.cli import actions as cli_actions
 from inboxd.cli import rules as cli_rules
 from inboxd.cli import sla as cli_sla
 from inboxd.cli import triage as cli_triage
@@ -96,7 +97,11 @@ def check_config(ctx: click.Context) -> None:
 
 @main.group()
 def tickets() -> None:
-    """List and inspect tickets."""
+    """List, inspect and act on tickets (resolve, close, assign, tag, note...)."""
+
+
+for _action in cli_actions.COMMANDS:
+    tickets.add_command(_action)
 
 
 @tickets.command("list")

@@ -23,8 +23,9 @@ from inboxd.model import OutgoingMail, ParsedMessage, RawState, TicketStatus
 from inboxd.reply.notify import internal_mail, parse_reply_address
 from inboxd.reply.render import one_line
 from inboxd.routing.agents import Agent
-from inboxd.routing.assign import Routing, notify_owner
+from inboxd.routing.assign import Routing
 from inboxd.sla import clocks as sla
+from inboxd.stages.actions import TicketActions
 from inboxd.store.base import iso
 from inboxd.store.ledger import RawRow
 from inboxd.store.messages import agent_mail_stored, reply_anchor
@@ -90,6 +91,7 @@ class AgentReplies:
 
     def __init__(self, settings: Settings, store: Store, routing: Routing) -> None:
         self.settings, self.store, self.routing = settings, store, routing
+        self.actions = TicketActions(settings, store, routing)
 
     def _ticket_for(self, parsed: ParsedMessage, who: AgentMail) -> str | None:
         if who.ticket_id:
@@ -149,41 +151,22 @@ class AgentReplies:
                 "commands": " ".join(f"#{c.name}" for c in parsed_commands.commands) or "-", "result": outcome}
 
     def _apply(self, ticket_id: str, command: Command, agent: Agent, now: datetime) -> None:
-        store = self.store
+        actions = self.actions
         if command.name in STATUS_COMMANDS:
-            sla.change_status(store, self.settings, ticket_id, STATUS_COMMANDS[command.name], now, actor=agent.email)
+            actions.set_status(ticket_id, STATUS_COMMANDS[command.name], agent.email, now)
         elif command.name == "assign":
             target = self.routing.directory.find(command.argument)
             assert target is not None  # parse_commands checked it
-            store.update_ticket(ticket_id, now, owner=target.email)
-            store.log_event(ticket_id, "assigned", now, actor=agent.email, owner=target.email, reason="#assign")
-            notify_owner(store, self.settings, self.routing, ticket_id, why=f"assigned by {agent.name}", now=now)
+            actions.assign(ticket_id, target.email, agent.email, agent.name, now, how="#assign")
         elif command.name in ("tag", "untag"):
-            store.tag(ticket_id, command.argument, agent.email, now, remove=command.name == "untag")
+            actions.tag(ticket_id, command.argument, agent.email, now, remove=command.name == "untag")
         elif command.name == "category":
-            store.set_category(ticket_id, command.argument, agent.email, now)
+            actions.category(ticket_id, command.argument, agent.email, now)
         elif command.name == "priority":
-            store.update_ticket(ticket_id, now, priority=command.argument)
-            store.log_event(ticket_id, "priority_changed", now, actor=agent.email, new=command.argument)
+            actions.priority(ticket_id, command.argument, agent.email, now)
 
     def _note(self, ticket_id: str, text: str, agent: Agent, now: datetime) -> str:
-        """An internal note: kept on the ticket, copied to the other team members on it, never to the customer."""
-        store = self.store
-        store.add_message(ticket_id, direction="internal", kind="note", now=now, from_addr=agent.email,
-                          from_name=agent.name, body=text)
-        store.log_event(ticket_id, "note_added", now, actor=agent.email)
-        ticket = store.ticket(ticket_id)
-        assert ticket is not None
-        others = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
-        others = [a for a in dict.fromkeys([ticket.owner or "", *others]) if a and a != agent.email]
-        if not others:
-            return "note stored"
-        mail = internal_mail(self.settings.support, to=others, subject=f"[{ticket_id}] Note from {agent.name}",
-                             body=f"{agent.name} added an internal note (not sent to the customer):\n\n{text}\n",
-                             ticket_id=ticket_id, now=now, kind="note")
-        store.enqueue(ticket_id=ticket_id, kind="note_copy", message_id=mail.message_id, mail_from=mail.mail_from,
-                      recipients=list(mail.recipients), raw=mail.raw, now=now)
-        return f"note stored and copied to {', '.join(others)}"
+        return self.actions.note(ticket_id, text, agent.email, agent.name, now)
 
     def _relay(self, ticket_id: str, text: str, agent: Agent, row: RawRow, commands: tuple[Command, ...],
                now: datetime) -> str:

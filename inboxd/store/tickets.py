@@ -215,6 +215,12 @@ class Tickets(Connection):
                           "ORDER BY id DESC LIMIT 1", (team,))
         return rows[0]["owner"] if rows else None
 
+    def resolved_before(self, before: datetime, limit: int = 500) -> list[str]:
+        """Resolved tickets not touched since ``before`` (a customer reply would have reopened them)."""
+        rows = self.query("SELECT ticket_id FROM tickets WHERE status='resolved' AND updated_at<? ORDER BY id "
+                          "LIMIT ?", (iso(before), limit))
+        return [r["ticket_id"] for r in rows]
+
     def last_owner_of(self, customer: str) -> str | None:
         rows = self.query("SELECT owner FROM tickets WHERE requester=? AND owner IS NOT NULL ORDER BY id DESC "
                           "LIMIT 1", (customer,))
