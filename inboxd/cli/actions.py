@@ -149,36 +149,29 @@ def _tag_command(name: str, remove: bool) -> click.Command:
     return command
 
 
-@click.command("priority")
-@click.argument("ticket_id")
-@click.argument("level", type=click.Choice(PRIORITIES))
-@click.option("--as", "actor", help=AS_HELP)
-@click.pass_context
-def priority(ctx: click.Context, ticket_id: str, level: str, actor: str | None) -> None:
-    """Set a ticket's priority."""
-    acting = _Acting(ctx, actor)
+def _value_command(name: str, choices: tuple[str, ...], help_text: str,
+                   apply: Callable[[TicketActions, str, str, str, datetime], None]) -> click.Command:
+    """``inboxd tickets NAME ID VALUE``, VALUE one of ``choices``."""
+    @click.command(name, help=help_text)
+    @click.argument("ticket_id")
+    @click.argument("value", metavar=name.upper(), type=click.Choice(choices))
+    @click.option("--as", "actor", help=AS_HELP)
+    @click.pass_context
+    def command(ctx: click.Context, ticket_id: str, value: str, actor: str | None) -> None:
+        acting = _Acting(ctx, actor)
 
-    def act(ticket_id: str) -> str:
-        acting.actions.priority(ticket_id, level, acting.actor, acting.now)
-        return f"priority {level}"
+        def act(ticket_id: str) -> str:
+            apply(acting.actions, ticket_id, value, acting.actor, acting.now)
+            return f"{name} {value}"
 
-    acting.each((ticket_id,), act)
+        acting.each((ticket_id,), act)
+
+    return command
 
 
-@click.command("category")
-@click.argument("ticket_id")
-@click.argument("name", type=click.Choice(CATEGORIES))
-@click.option("--as", "actor", help=AS_HELP)
-@click.pass_context
-def category(ctx: click.Context, ticket_id: str, name: str, actor: str | None) -> None:
-    """Set a ticket's category (a correction the model learns from; removes needs-triage)."""
-    acting = _Acting(ctx, actor)
-
-    def act(ticket_id: str) -> str:
-        acting.actions.category(ticket_id, name, acting.actor, acting.now)
-        return f"category {name}"
-
-    acting.each((ticket_id,), act)
+priority = _value_command("priority", PRIORITIES, "Set a ticket's priority.", TicketActions.priority)
+category = _value_command("category", CATEGORIES, "Set a ticket's category (a correction the model learns "
+                          "from; removes needs-triage).", TicketActions.category)
 
 
 @click.command("note")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from inboxd.errors import AlreadyRunning
 from inboxd.log import register_secrets, setup_logging
 from inboxd.model import TicketStatus
 from inboxd.store import views
+from inboxd.store.base import utcnow
 from inboxd.store.sqlite import Store
 
 CONFIG_HELP = "Configuration file (default: ./inboxd.toml, or the INBOXD_CONFIG environment variable)."
@@ -104,22 +106,58 @@ for _action in cli_actions.COMMANDS:
     tickets.add_command(_action)
 
 
+OPEN_WORK = (TicketStatus.NEW.value, TicketStatus.OPEN.value, TicketStatus.PENDING.value)
+
+
 @tickets.command("list")
-@click.option("--status", type=click.Choice([s.value for s in TicketStatus]),
-              help="Only tickets with this status.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice([s.value for s in TicketStatus]),
+              help="Only tickets with this status (repeat for several). Default: the open work, i.e. new, open "
+                   "and pending.")
+@click.option("--all", "show_all", is_flag=True, help="Every ticket, resolved and closed ones too.")
+@click.option("--owner", help="Only tickets of this agent (their address), or 'none' for unowned tickets.")
+@click.option("--team", help="Only tickets of this team.")
+@click.option("--tag", help="Only tickets with this tag.")
+@click.option("--category", help="Only tickets of this category.")
+@click.option("--overdue", is_flag=True, help="Only tickets whose running SLA clock is past its due time.")
+@click.option("--mailbox", help="Only tickets whose mail came in through this mailbox account or folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def tickets_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
-    """List tickets, newest first."""
-    rows = views.ticket_list(_store(ctx), status)
+def tickets_list(ctx: click.Context, statuses: tuple[str, ...], show_all: bool, owner: str | None,
+                 team: str | None, tag: str | None, category: str | None, overdue: bool, mailbox: str | None,
+                 as_json: bool) -> None:
+    """List tickets, newest first: by default the open work (new, open and pending)."""
+    now = utcnow()
+    which = views.TicketFilter(statuses=() if show_all else (statuses or OPEN_WORK), owner=owner, team=team,
+                               tag=tag, category=category, overdue_at=now if overdue else None, mailbox=mailbox)
+    rows = views.ticket_list(_store(ctx), which)
     if as_json:
         _dump(rows)
         return
+    if rows:
+        click.echo(f"{'TICKET':<10} {'STATUS':<9} {'PRIORITY':<8} {'OWNER':<24} {'TEAM':<10} {'AGE':>6}  "
+                   f"{'NEXT DUE':<22} SUBJECT")
     for row in rows:
-        click.echo(f"{row['ticket_id']:<10} {row['status']:<9} {row['priority']:<7} {row['category'] or '-':<10} "
-                   f"{row['language']:<8} {row['requester']:<32} {row['subject'][:50]}")
+        click.echo(f"{row['ticket_id']:<10} {row['status']:<9} {row['priority']:<8} {row['owner'] or '-':<24.24} "
+                   f"{row['team'] or '-':<10.10} {_age(now, row['created_at']):>6}  "
+                   f"{_due(now, row['next_due'], row['next_due_clock']):<22} {row['subject'][:50]}")
     if not rows:
-        click.echo("No tickets.")
+        click.echo("No tickets." if show_all or statuses else "No open work (new, open or pending tickets).")
+
+
+def _age(now: datetime, iso_time: str) -> str:
+    """How long ago, in the largest unit that fits: 45m, 5h, 3d."""
+    minutes = int((now - datetime.fromisoformat(iso_time)).total_seconds() // 60)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h" if minutes < 48 * 60 else f"{minutes // 1440}d"
+
+
+def _due(now: datetime, iso_time: str | None, clock: str | None) -> str:
+    """The running clock due soonest: '14:00 first_response', or 'OVERDUE 2h next_response'."""
+    if not iso_time:
+        return "-"
+    due = datetime.fromisoformat(iso_time)
+    if due < now:
+        return f"OVERDUE {_age(now, iso_time)} {clock}"
+    return f"{due.astimezone():%m-%d %H:%M} {clock}"
 
 
 def ticket_details(store: Store, ticket_id: str) -> dict[str, Any] | None:
@@ -159,6 +197,8 @@ def tickets_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
     click.echo(f"{details['ticket_id']}  [{details['status']}]  {details['subject']}")
     click.echo(f"Requester: {details['requester_name']} <{details['requester']}>   Language: "
                f"{details['language']}   Created: {details['created_at']}")
+    click.echo(f"Owner: {details['owner'] or '-'}   Team: {details['team'] or '-'}   "
+               f"SLA policy: {details['sla_policy'] or '-'}")
     click.echo(f"Category: {details['category'] or '-'}   Priority: {details['priority']}   "
                f"Tags: {', '.join(details['tags']) or '-'}" + ("   SPAM" if details["spam"] else ""))
     if details["cc"]:
@@ -171,7 +211,23 @@ def tickets_show(ctx: click.Context, ticket_id: str, as_json: bool) -> None:
         click.echo(message["body"].strip()[:2000])
     click.echo("\nEvents:")
     for event in details["events"]:
-        click.echo(f"  {event['at']}  {event['kind']:<16} {event['actor']}")
+        click.echo(f"  {event['at']}  {_event_text(event)}")
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    """One history line a lead can read: what happened, to what, and who did it."""
+    kind, actor, detail = event["kind"], event["actor"], event["detail"] or {}
+    by = f" by {actor}"
+    if kind == "assigned":
+        owner = detail.get("owner")
+        return (f"assigned to {owner}" if owner else "left on the team queue") + by + \
+            (f" ({detail['reason']})" if detail.get("reason") else "")
+    if kind.startswith("status_"):
+        return f"status {kind.removeprefix('status_')} (was {detail.get('previous', '?')}){by}"
+    if kind in ("category_changed", "priority_changed", "priority_raised"):
+        return f"{kind.replace('_', ' ')}: {detail.get('old') or '-'} -> {detail.get('new')}{by}"
+    shown = ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, "", [], {}) and k != "signals")
+    return f"{kind}{by}" + (f": {shown[:160]}" if shown else "")
 
 
 @main.command()

@@ -15,11 +15,51 @@ from inboxd.store.sqlite import Store
 from inboxd.store.tickets import TicketRow
 
 
-def ticket_list(store: Store, status: str | None = None) -> list[dict[str, Any]]:
-    """The columns `tickets list` shows, newest ticket first, optionally of one status."""
-    sql = ("SELECT ticket_id, status, priority, category, requester, language, subject, created_at, updated_at "
-           "FROM tickets")
-    return store.query(sql + (" WHERE status=?" if status else "") + " ORDER BY id DESC", (status,) if status else ())
+@dataclass(frozen=True)
+class TicketFilter:
+    """Which tickets `tickets list` shows; None (or empty) means any."""
+
+    statuses: tuple[str, ...] = ()
+    owner: str | None = None  # "none" for tickets nobody owns
+    team: str | None = None
+    tag: str | None = None
+    category: str | None = None
+    overdue_at: datetime | None = None  # only tickets whose running clock was due before this
+    mailbox: str | None = None  # the account or folder the ticket's mail came in through
+
+
+def ticket_list(store: Store, which: TicketFilter = TicketFilter()) -> list[dict[str, Any]]:
+    """The columns `tickets list` shows, newest ticket first: with the owner, team and the running
+    clock due soonest (``next_due``, ``next_due_clock``)."""
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
+    if which.statuses:
+        where.append(f"t.status IN ({','.join('?' * len(which.statuses))})")
+        params += which.statuses
+    if which.owner is not None:
+        where.append("t.owner IS NULL" if which.owner.lower() == "none" else "t.owner=?")
+        params += [] if which.owner.lower() == "none" else [which.owner.lower()]
+    for column, value in (("team", which.team), ("category", which.category)):
+        if value is not None:
+            where.append(f"t.{column}=?")
+            params.append(value)
+    if which.tag is not None:
+        where.append("EXISTS (SELECT 1 FROM ticket_tags g WHERE g.ticket_id=t.ticket_id AND g.tag=?)")
+        params.append(which.tag)
+    if which.mailbox is not None:
+        where.append("EXISTS (SELECT 1 FROM messages m JOIN raw_messages r ON r.id=m.raw_id "
+                     "WHERE m.ticket_id=t.ticket_id AND (r.account=? OR r.folder=?))")
+        params += [which.mailbox, which.mailbox]
+    next_due = ("(SELECT c.{} FROM sla_timers c WHERE c.ticket_id=t.ticket_id AND c.state='running' "
+                "ORDER BY c.due_at LIMIT 1)")
+    if which.overdue_at is not None:
+        where.append(f"{next_due.format('due_at')}<?")
+        params.append(iso(which.overdue_at))
+    return store.query(
+        "SELECT t.ticket_id, t.status, t.priority, t.category, t.requester, t.language, t.subject, t.created_at, "
+        f"t.updated_at, t.owner, t.team, {next_due.format('due_at')} AS next_due, "
+        f"{next_due.format('kind')} AS next_due_clock FROM tickets t WHERE {' AND '.join(where)} ORDER BY t.id DESC",
+        tuple(params))
 
 
 def ticket_messages(store: Store, ticket_id: str) -> list[dict[str, Any]]:
