@@ -581,3 +581,12 @@ def test_a_relayed_answer_keeps_the_customers_display_name(tmp_path: Path, maile
     [raw] = [r for r in mailenv.dovecot.messages("customer") if parse(r)["Auto-Submitted"] is None]
     [to] = parse(raw)["To"].addresses
     assert (to.display_name, to.addr_spec) == ("Chen Mei", CUSTOMER)  # as the customer signed their mail
+
+
+def test_the_assignment_notification_is_built_after_every_command_of_the_mail(tmp_path: Path,
+                                                                              mailenv: Any) -> None:
+    settings = agent_settings(tmp_path, mailenv)
+    note = start_ticket(settings, mailenv)
+    answer_ticket(settings, mailenv, agent_reply(note, "#assign Bob Agent\n#priority high", signature=False))
+    [bob] = notifications(mailenv, "agent2")
+    assert "Priority:  high" in text_of(bob)  # not the "normal" it had when #assign was read

@@ -617,3 +617,14 @@ def test_classifier_starts_with_broken_rules(tmp_path: Path) -> None:
     assert c.ruleset.rules == () and c.rule_errors[0].startswith(f"{rules / '10-a.toml'}:4: ")
     r = c.classify(subject="x", body="", facts=facts(subject="x"), sender=None, language="en")
     assert r.category is None and "needs-triage" in r.tags and r.source == "none"
+
+
+def test_every_mistake_of_a_rule_is_reported_not_just_its_first(tmp_path: Path) -> None:
+    write(tmp_path, "10-x.toml", '[[rule]]\nname = "one"\nwhen.subject_contains = ["a"]\n'
+                                        'when.body.regexp = "b"\nthen.tags = ["x"]\nthen.bogus = 1\n\n'
+                                        '[[rule]]\nname = "two"\nwhen.nonsense = ["b"]\nthen.priority = "extreme"\n'
+                                        'then.category = "nope"\n')
+    problems = problems_of(tmp_path)
+    assert sorted(int(p.split(": ", 1)[0].rsplit(":", 1)[1]) for p in problems) == [3, 4, 6, 10, 11, 12]
+    text = "\n".join(problems)
+    assert all(word in text for word in ("subject_contains", "regexp", "bogus", "nonsense", "extreme", "nope"))

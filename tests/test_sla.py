@@ -826,13 +826,16 @@ def test_nobody_to_warn_records_the_level_without_mail(settings: Settings, store
     assert sla_mail(store) == [] and [(a["level"], a["recipients"]) for a in alerts(store)] == [("warn-75", "[]")]
 
 
-def test_escalation_without_a_lead_goes_to_the_owner(tmp_path: Path) -> None:
+def test_escalation_without_a_lead_does_not_tell_the_owner_of_the_same_breach_twice(tmp_path: Path) -> None:
     s = make_settings(tmp_path, agents=agents_toml(lead=False))
     st = Store(s.database)
     try:
         opened(st, s)
         check(s, st, tp(2026, 11, 24, 15))
-        assert [json.loads(r["recipients"]) for r in sla_mail(st)] == [[AGENT], [AGENT], [MANAGER]]
+        # breach to the owner; escalate-1 (the lead's, who is missing) would be the owner again: not sent
+        assert [json.loads(r["recipients"]) for r in sla_mail(st)] == [[AGENT], [MANAGER]]
+        levels = {r["level"]: json.loads(r["recipients"]) for r in st.query("SELECT level, recipients FROM sla_alerts")}
+        assert levels["escalate-1"] == [] and levels["escalate-2"] == [MANAGER]
     finally:
         st.close()
 

@@ -170,6 +170,9 @@ class Watch:
         ticket = store.ticket(timer.ticket_id)
         assert ticket is not None and timer.due_at is not None
         recipients = self._recipients(ticket, level.role, now)
+        if level.name.startswith("escalate"):  # nobody is told of the same breach twice
+            told = store.sla.told_of_breach(timer.id)
+            recipients = [r for r in recipients if r not in told]
         left = settings.calendars[timer.calendar].business_minutes_between(now, timer.due_at)
         subject, body = sla_alert(ticket, clock=timer.kind, level=level.name, policy=timer.policy,
                                   due_text=format_due(timer.due_at, settings.support.timezone, "en"), minutes_left=left)

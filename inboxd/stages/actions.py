@@ -26,13 +26,19 @@ class TicketActions:
         """Returns the previous status; pending pauses the clocks, resolved and closed stop them."""
         return clocks.change_status(self.store, self.settings, ticket_id, status, now, actor=actor)
 
-    def assign(self, ticket_id: str, owner: str, actor: str, actor_name: str, now: datetime, *, how: str) -> None:
-        """Give the ticket to ``owner`` (an agent's address) and notify them."""
+    def assign(self, ticket_id: str, owner: str, actor: str, actor_name: str, now: datetime, *, how: str,
+               notify: bool = True) -> None:
+        """Give the ticket to ``owner`` (an agent's address) and notify them (``notify=False``: the
+        caller notifies once its other changes are made, so the notification shows them)."""
         store = self.store
         with store.tx():
             store.update_ticket(ticket_id, now, owner=owner)
             store.log_event(ticket_id, "assigned", now, actor=actor, owner=owner, reason=how)
-            notify_owner(store, self.settings, self.routing, ticket_id, why=f"assigned by {actor_name}", now=now)
+            if notify:
+                self.notify_assigned(ticket_id, actor_name, now)
+
+    def notify_assigned(self, ticket_id: str, actor_name: str, now: datetime) -> None:
+        notify_owner(self.store, self.settings, self.routing, ticket_id, why=f"assigned by {actor_name}", now=now)
 
     def tag(self, ticket_id: str, tag: str, actor: str, now: datetime, *, remove: bool = False) -> None:
         self.store.tag(ticket_id, tag, actor, now, remove=remove)

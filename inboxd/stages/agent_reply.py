@@ -140,6 +140,8 @@ class AgentReplies:
                 return {"action": "commands_rejected", "ticket": ticket_id, "agent": agent.email}
             for command in parsed_commands.commands:
                 self._apply(ticket_id, command, agent, now)
+            if any(c.name == "assign" for c in parsed_commands.commands):  # after all: it shows every change
+                self.actions.notify_assigned(ticket_id, agent.name, now)
             if parsed_commands.is_note:
                 outcome = self._note(ticket_id, parsed_commands.text, agent, now)
             elif parsed_commands.text:
@@ -157,7 +159,7 @@ class AgentReplies:
         elif command.name == "assign":
             target = self.routing.directory.find(command.argument)
             assert target is not None  # parse_commands checked it
-            actions.assign(ticket_id, target.email, agent.email, agent.name, now, how="#assign")
+            actions.assign(ticket_id, target.email, agent.email, agent.name, now, how="#assign", notify=False)
         elif command.name in ("tag", "untag"):
             actions.tag(ticket_id, command.argument, agent.email, now, remove=command.name == "untag")
         elif command.name == "category":

@@ -101,6 +101,12 @@ class SlaRepository:
                                     "VALUES (?,?,?,?,?,1)", (ticket_id, timer_id, level, iso(now),
                                                              json.dumps(recipients)))
 
+    def told_of_breach(self, timer_id: int) -> set[str]:
+        """Everyone already alerted of this clock's breach (by the breach or an escalation level)."""
+        rows = self.store.query("SELECT recipients FROM sla_alerts WHERE timer_id=? AND sent=1 AND "
+                                "(level='breach' OR level LIKE 'escalate-%')", (timer_id,))
+        return {address for r in rows for address in json.loads(r["recipients"])}
+
     def forget_placements_unless(self, digest: str) -> None:
         """Unplace every running clock's next alert unless it was placed with the settings that give ``digest``.
 

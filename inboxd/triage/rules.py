@@ -102,27 +102,39 @@ class _Compiler:
         if not isinstance(spec, dict) or not spec:
             raise self.fail(context, f"'{context}' must be a table of conditions, e.g. when.subject = \"refund\"")
         tests: list[Test] = []
+        problems: list[str] = []  # every mistake of the block, not just the first
         for key, value in spec.items():
-            if key in ("any", "all"):
-                if not isinstance(value, list) or not value:
-                    raise self.fail(key, f"'{key}' must be a list of condition tables: {key} = [{{...}}, {{...}}]")
-                parts = [self.block(v, key) for v in value]
-                tests.append((lambda ps: lambda f: any(p(f) for p in ps))(parts) if key == "any"
-                             else (lambda ps: lambda f: all(p(f) for p in ps))(parts))
-            elif key == "not":
-                inner = self.block(value, "not")
-                tests.append(_negated(inner))
-            elif key == "header":
-                if not isinstance(value, dict) or not value:
-                    raise self.fail(key, 'header conditions look like: when.header."X-Priority" = "1"')
-                for name, test in value.items():
-                    tests.append(self.field_test(name, test, header=True))
-            elif key in TEXT_FIELDS:
-                tests.append(self.field_test(key, value))
-            else:
-                raise self.fail(key, f"unknown condition '{key}'; conditions are: "
-                                     + ", ".join([*TEXT_FIELDS, "header", "any", "all", "not"]))
+            try:
+                tests.extend(self._condition(key, value))
+            except RuleError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise RuleError(problems)
         return lambda f: all(t(f) for t in tests)
+
+    def _condition(self, key: str, value: Any) -> list[Test]:
+        """The tests of one condition of a block (``any``/``all``/``not`` nest blocks)."""
+        tests: list[Test] = []
+        if key in ("any", "all"):
+            if not isinstance(value, list) or not value:
+                raise self.fail(key, f"'{key}' must be a list of condition tables: {key} = [{{...}}, {{...}}]")
+            parts = [self.block(v, key) for v in value]
+            tests.append((lambda ps: lambda f: any(p(f) for p in ps))(parts) if key == "any"
+                         else (lambda ps: lambda f: all(p(f) for p in ps))(parts))
+        elif key == "not":
+            inner = self.block(value, "not")
+            tests.append(_negated(inner))
+        elif key == "header":
+            if not isinstance(value, dict) or not value:
+                raise self.fail(key, 'header conditions look like: when.header."X-Priority" = "1"')
+            for name, test in value.items():
+                tests.append(self.field_test(name, test, header=True))
+        elif key in TEXT_FIELDS:
+            tests.append(self.field_test(key, value))
+        else:
+            raise self.fail(key, f"unknown condition '{key}'; conditions are: "
+                                 + ", ".join([*TEXT_FIELDS, "header", "any", "all", "not"]))
+        return tests
 
     def field_test(self, name: str, spec: Any, header: bool = False) -> Test:
         ops = spec if isinstance(spec, dict) else {"is" if name in ("language", "mailbox") else "contains": spec}
@@ -153,18 +165,25 @@ class _Compiler:
     def actions(self, spec: Any) -> dict[str, Any]:
         if not isinstance(spec, dict) or not spec:
             raise self.fail("then", "a rule needs a 'then' block, e.g. then.tags = [\"refund\"]")
+        problems: list[str] = []
+
+        def wrong(key: str, message: str) -> None:
+            problems.extend(self.fail(key, message).problems)
+
         for key, value in spec.items():
             if key not in ACTIONS:
-                raise self.fail(key, f"unknown action '{key}'; actions are: {', '.join(ACTIONS)}")
-            if not isinstance(value, ACTIONS[key]):
-                raise self.fail(key, f"'then.{key}' must be {ACTIONS[key].__name__.replace('str', 'a text')}")
-        if "category" in spec and spec["category"] not in CATEGORIES:
-            raise self.fail("category", f"unknown category '{spec['category']}'; categories are: "
-                                        + ", ".join(CATEGORIES))
-        if "priority" in spec and spec["priority"] not in PRIORITIES:
-            raise self.fail("priority", f"unknown priority '{spec['priority']}'; use {', '.join(PRIORITIES)}")
-        if not all(isinstance(t, str) and re.fullmatch(r"[\w-]+", t) for t in spec.get("tags", [])):
-            raise self.fail("tags", "tags are single words (letters, digits, - and _)")
+                wrong(key, f"unknown action '{key}'; actions are: {', '.join(ACTIONS)}")
+            elif not isinstance(value, ACTIONS[key]):
+                wrong(key, f"'then.{key}' must be {ACTIONS[key].__name__.replace('str', 'a text')}")
+        if isinstance(spec.get("category"), str) and spec["category"] not in CATEGORIES:
+            wrong("category", f"unknown category '{spec['category']}'; categories are: " + ", ".join(CATEGORIES))
+        if isinstance(spec.get("priority"), str) and spec["priority"] not in PRIORITIES:
+            wrong("priority", f"unknown priority '{spec['priority']}'; use {', '.join(PRIORITIES)}")
+        tags = spec.get("tags", [])
+        if isinstance(tags, list) and not all(isinstance(t, str) and re.fullmatch(r"[\w-]+", t) for t in tags):
+            wrong("tags", "tags are single words (letters, digits, - and _)")
+        if problems:
+            raise RuleError(problems)
         return dict(spec)
 
 
@@ -208,7 +227,18 @@ def compile_file(path: Path) -> list[Rule]:
             name = spec.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise c.fail(None, "every rule needs a name = \"...\"")
-            rules.append(Rule(name, c.where(), c.block(spec.get("when"), "when"), c.actions(spec.get("then"))))
+            when: Test | None = None
+            then: dict[str, Any] | None = None
+            try:  # the mistakes of both its when and its then
+                when = c.block(spec.get("when"), "when")
+            except RuleError as exc:
+                problems.extend(exc.problems)
+            try:
+                then = c.actions(spec.get("then"))
+            except RuleError as exc:
+                problems.extend(exc.problems)
+            if when is not None and then is not None:
+                rules.append(Rule(name, c.where(), when, then))
         except RuleError as exc:
             problems.extend(exc.problems)
     if problems:
