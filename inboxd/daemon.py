@@ -153,12 +153,15 @@ class Daemon:
         return True
 
     def _scheduler(self, watch: Watch, send_wake: asyncio.Event) -> AsyncIOScheduler:
-        """Periodic jobs: pick up rule edits within seconds, and retrain from corrections."""
+        """Periodic jobs: pick up edited rules and a replaced model file within seconds, retrain from
+        corrections, watch the SLA clocks."""
         scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
         scheduler.add_job(self.classifier.reload_rules_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
                           id="reload_rules")
         scheduler.add_job(self.routing.reload_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
                           id="reload_routing")
+        scheduler.add_job(self.classifier.reload_model_if_changed, "interval", seconds=RULES_CHECK_SECONDS,
+                          id="reload_model")
 
         async def retrain_job() -> None:
             try:

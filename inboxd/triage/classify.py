@@ -50,6 +50,7 @@ class Classifier:
         self.rules_dir, self.model_path = rules_dir, model_path
         self.min_confidence, self.vip = min_confidence, vip
         self.model: TrainedModel | None = None
+        self._stamp: tuple[int, int] | None = None  # the model file's (mtime, size) when last read
         self._rules: LastGood[RuleSet] = LastGood(
             "rules", lambda: sorted(rules_dir.glob("*.toml")) if rules_dir and rules_dir.is_dir() else [],
             lambda: load_rules(rules_dir) if rules_dir is not None else RuleSet(), RuleSet())
@@ -59,6 +60,7 @@ class Classifier:
         """Load the model file; without one, classification runs on rules alone (with a warning)."""
         if self.model_path is None:
             return
+        self._stamp = self._model_stamp()
         try:
             self.model = load(self.model_path)
             log(logger, logging.INFO, "model_loaded", version=self.model.version, path=str(self.model_path))
@@ -68,6 +70,33 @@ class Classifier:
 
     def swap_model(self, model: TrainedModel) -> None:
         self.model = model
+
+    def reload_model_if_changed(self) -> bool:
+        """Take a model file that `inboxd train` replaced, without a restart. A file that cannot be
+        loaded keeps the model in use (logged); True when the model was replaced."""
+        stamp = self._model_stamp()
+        if self.model_path is None or stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            model = load(self.model_path)
+        except ModelError as exc:
+            log(logger, logging.WARNING, "model_reload_failed", error=str(exc),
+                note="classifying with the model in use" if self.model else "classifying with rules only")
+            return False
+        if self.model is not None and model.version == self.model.version:  # e.g. our own retrain saved it
+            return False
+        self.model = model
+        log(logger, logging.INFO, "model_loaded", version=model.version, path=str(self.model_path),
+            note="the model file was replaced")
+        return True
+
+    def _model_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.model_path.stat() if self.model_path is not None else None
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size) if stat else None
 
     @property
     def ruleset(self) -> RuleSet:
