@@ -34,3 +34,12 @@ def test_long_values_are_still_folded_and_read_back_whole() -> None:
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["References"].split() == refs.split()
     assert parsed["Subject"] == subject.strip()
+
+
+def test_a_message_id_longer_than_a_line_is_written_on_its_header_line() -> None:
+    msg_id = "<179623864274.10130.14958810729642997547.notify.SUP-1042@example.com>"  # "In-Reply-To: " + 70
+    raw = compose([("Message-ID", msg_id), ("In-Reply-To", msg_id)], "text\n")
+    lines = _header_lines(raw)
+    assert f"Message-ID: {msg_id}" in lines and f"In-Reply-To: {msg_id}" in lines
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["In-Reply-To"] == msg_id

@@ -47,7 +47,8 @@ def _header(name: str, value: str) -> str:
 
 
 class _AsEncoded(Compat32):
-    """Write an ASCII header value that fits in 78 columns as given: compose() already encoded it.
+    """Write an ASCII header value that fits in 78 columns, or is one word, as given: compose() already
+    encoded it.
 
     Folding each value again cost a third of compose(), and moved a short Subject or Message-ID
     to a continuation line of its own ("Subject:" followed by a line break).
@@ -57,8 +58,9 @@ class _AsEncoded(Compat32):
         if name.lower() in ADDRESS_HEADERS and isinstance(value, str) and not value.isascii():
             return f"{name}: {value}{self.linesep}".encode()  # an international address (see address())
         lines = value.split("\n") if isinstance(value, str) and value.isascii() and "\r" not in value else []
-        if not lines or len(name) + 2 + max(map(len, lines)) > 78:  # a long References list: fold it
-            return super().fold_binary(name, value)
+        too_long = lines and len(name) + 2 + max(map(len, lines)) > 78
+        if not lines or (too_long and " " in value.strip()):  # a long References list: fold it
+            return super().fold_binary(name, value)  # (one long word, e.g. a Message-ID, cannot fold: as is)
         folded = self.linesep.join(lines)  # continuation lines of an encoded value start with a space
         return f"{name}: {folded}{self.linesep}".encode("ascii")
 

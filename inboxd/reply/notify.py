@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
@@ -48,8 +49,13 @@ def parse_reply_address(address: str, support_address: str) -> tuple[str, str] |
 
 
 def internal_mail(support: SupportSettings, *, to: list[str], subject: str, body: str, ticket_id: str,
-                  now: datetime, kind: str, cc: list[str] | None = None, reply_to: str | None = None) -> OutgoingMail:
-    """A mail from inboxd to the team (never to a customer), marked as machine-generated."""
+                  now: datetime, kind: str, cc: list[str] | None = None, reply_to: str | None = None,
+                  thread: Sequence[str] = ()) -> OutgoingMail:
+    """A mail from inboxd to the team (never to a customer), marked as machine-generated.
+
+    ``thread``: the Message-IDs of the earlier mail to the team about this ticket (``Outbox.internal_thread``);
+    this one answers the last of them, so an agent's mail client shows a ticket as one conversation.
+    """
     cc = cc or []
     domain = support.address.rpartition("@")[2]
     message_id = make_msgid(idstring=f"{kind}.{ticket_id}", domain=domain)
@@ -59,16 +65,32 @@ def internal_mail(support: SupportSettings, *, to: list[str], subject: str, body
     headers += [("Subject", subject), ("Date", format_datetime(now)), ("Message-ID", message_id),
                 ("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"),
                 ("X-Inboxd-Ticket", ticket_id)]
+    if thread:
+        headers += [("In-Reply-To", thread[-1]), ("References", " ".join(dict.fromkeys([thread[0], *thread[-9:]])))]
     return OutgoingMail(message_id=message_id, mail_from=support.address, recipients=tuple(dict.fromkeys(to + cc)),
                         subject=one_line(subject), text=body, raw=compose(headers, body))
 
 
+def due_line(support: SupportSettings, due: tuple[str, datetime | None] | None) -> str:
+    """The answer the team owes now: the clock that runs (first or next response), or why none does."""
+    if due is None:
+        return "no SLA target (no response clock runs for this ticket)"
+    clock, at = due
+    what = clock.replace("_", " ")
+    if at is None:
+        return f"paused while the ticket waits on the customer ({what})"
+    return f"{format_due(at, support.timezone, 'en')} ({what})"
+
+
 def build_notification(*, support: SupportSettings, ticket: TicketRow, tags: list[str], owner: str,
-                       watchers: list[str], secret: str, message: dict[str, Any], due: datetime | None,
-                       why: str, now: datetime) -> OutgoingMail:
-    """The owner's copy of a customer mail, with everything needed to answer it from the mail client."""
+                       watchers: list[str], secret: str, message: dict[str, Any],
+                       due: tuple[str, datetime | None] | None, why: str, now: datetime,
+                       thread: Sequence[str] = ()) -> OutgoingMail:
+    """The owner's copy of a customer mail, with everything needed to answer it from the mail client.
+
+    ``due`` is the response clock that runs now, so a follow-up shows when the next answer is due,
+    not the first response that was already given."""
     ticket_id = ticket.ticket_id
-    due_text = format_due(due, support.timezone, "en") if due else "no target"
     body = "\n".join([
         f"Ticket {ticket_id} is assigned to you ({why}).",
         "Reply to this mail to answer the customer; your reply is sent from the support address.",
@@ -79,7 +101,8 @@ def build_notification(*, support: SupportSettings, ticket: TicketRow, tags: lis
         f"Tags:      {', '.join(tags) or '-'}",
         f"Language:  {ticket.language}",
         f"Team:      {ticket.team or '-'}",
-        f"Reply due: {due_text}",
+        f"Status:    {ticket.status}",
+        f"Reply due: {due_line(support, due)}",
         "",
         f"----- {message['from_name'] or message['from_addr']} wrote ({message['created_at'][:16]} UTC) -----",
         "",
@@ -89,11 +112,12 @@ def build_notification(*, support: SupportSettings, ticket: TicketRow, tags: lis
     token = reply_token(secret, ticket_id, owner)
     return internal_mail(support, to=[owner], cc=[w for w in watchers if w != owner],
                  subject=f"[{ticket_id}] {ticket.subject}", body=body, ticket_id=ticket_id, now=now,
-                 reply_to=reply_address(support.address, ticket_id, token), kind="notify")
+                 reply_to=reply_address(support.address, ticket_id, token), kind="notify", thread=thread)
 
 
 def build_queue_alert(*, support: SupportSettings, ticket: TicketRow, lead: str, team: str,
-                      considered: tuple[tuple[str, str], ...], now: datetime) -> OutgoingMail:
+                      considered: tuple[tuple[str, str], ...], now: datetime,
+                      thread: Sequence[str] = ()) -> OutgoingMail:
     """Tell a team lead that a ticket waits on the team queue because nobody could take it."""
     lines = [f"Ticket {ticket.ticket_id} is waiting on the {team} queue: nobody could take it.", "",
              "Team members:"] + [f"  {email}: {why}" for email, why in considered] + [
@@ -101,4 +125,4 @@ def build_queue_alert(*, support: SupportSettings, ticket: TicketRow, lead: str,
              f"Priority: {ticket.priority}", "",
              "Assign it by replying to the notification with a line: #assign NAME"]
     return internal_mail(support, to=[lead], subject=f"[{ticket.ticket_id}] Unassigned: {ticket.subject}",
-                 body="\n".join(lines) + "\n", ticket_id=ticket.ticket_id, now=now, kind="alert")
+                 body="\n".join(lines) + "\n", ticket_id=ticket.ticket_id, now=now, kind="alert", thread=thread)

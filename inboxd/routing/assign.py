@@ -17,6 +17,7 @@ from inboxd.reply.notify import build_notification, build_queue_alert
 from inboxd.routing.agents import AssignmentHistory, Choice, Directory, choose, load_directory
 from inboxd.routing.route import Route, RouteContext, RouteDecision, load_routes, route
 from inboxd.sla.businesstime import Duration
+from inboxd.sla.clocks import reply_due
 from inboxd.store.base import iso
 from inboxd.store.messages import customer_message
 from inboxd.store.sqlite import Store
@@ -99,12 +100,15 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
         return "nothing to notify"
     watchers = [a for a, role in store.participants(ticket_id).items() if role == "watcher"]
     mail: OutgoingMail
+    thread = store.internal_thread(ticket_id)
     if ticket.owner:
-        due = datetime.fromisoformat(ticket.first_response_due) if ticket.first_response_due else None
+        due = reply_due(store, ticket_id)
+        if due is None and ticket.first_response_due and not ticket.first_response_at:  # a promise, no SLA clock
+            due = ("first_response", datetime.fromisoformat(ticket.first_response_due))
         secret = settings.routing.reply_secret or store.secret("reply_token")
         mail = build_notification(support=settings.support, ticket=ticket, tags=store.tags(ticket_id),
                                   owner=ticket.owner, watchers=watchers, secret=secret, message=message,
-                                  due=due, why=why, now=now)
+                                  due=due, why=why, now=now, thread=thread)
         kind, note = "notification", f"owner {ticket.owner} notified"
     else:
         team = routing.directory.teams.get(ticket.team or "")
@@ -113,7 +117,7 @@ def notify_owner(store: Store, settings: Settings, routing: Routing, ticket_id: 
         considered = tuple((email, agent.unavailable(now, store.open_tickets(email)) or "available")
                            for email in team.members if (agent := routing.directory.agents.get(email)))
         mail = build_queue_alert(support=settings.support, ticket=ticket, lead=team.lead, team=team.name,
-                                 considered=considered, now=now)
+                                 considered=considered, now=now, thread=thread)
         kind, note = "queue_alert", f"lead {team.lead} alerted"
     store.enqueue(ticket_id=ticket_id, kind=kind, message_id=mail.message_id, mail_from=mail.mail_from,
                   recipients=list(mail.recipients), raw=mail.raw, now=now)

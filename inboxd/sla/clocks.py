@@ -133,5 +133,13 @@ def customer_wrote(store: Store, settings: Settings, ticket_id: str, now: dateti
         start(store, settings, ticket_id, "next_response", now)
 
 
+def reply_due(store: Store, ticket_id: str) -> tuple[str, datetime | None] | None:
+    """The response clock the team is on now, latest started first: (kind, due), due None while paused."""
+    for timer in reversed(timers(store, ticket_id)):
+        if timer.kind in ("first_response", "next_response"):
+            return timer.kind, timer.due_at if timer.state == TimerState.RUNNING else None
+    return None
+
+
 def team_answered(store: Store, ticket_id: str, now: datetime) -> None:
     stop(store, ticket_id, ("first_response", "next_response"), now)

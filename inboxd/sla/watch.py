@@ -178,7 +178,8 @@ class Watch:
                                   due_text=format_due(timer.due_at, settings.support.timezone, "en"), minutes_left=left)
         if recipients:
             mail = internal_mail(settings.support, to=recipients, subject=subject, body=body,
-                                 ticket_id=ticket.ticket_id, now=now, kind="sla")
+                                 ticket_id=ticket.ticket_id, now=now, kind="sla",
+                                 thread=store.internal_thread(ticket.ticket_id))
             store.enqueue(ticket_id=ticket.ticket_id, kind="sla_alert", message_id=mail.message_id,
                           mail_from=mail.mail_from, recipients=recipients, raw=mail.raw, now=now)
         if settings.sla.webhook_url:

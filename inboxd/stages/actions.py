@@ -63,12 +63,14 @@ class TicketActions:
             self.store.update_ticket(ticket_id, now, spam=1)
             self.set_status(ticket_id, TicketStatus.CLOSED, actor, now)
 
-    def note(self, ticket_id: str, text: str, actor: str, actor_name: str, now: datetime) -> str:
-        """An internal note: kept on the ticket, copied to the owner and watchers, never to the customer."""
+    def note(self, ticket_id: str, text: str, actor: str, actor_name: str, now: datetime,
+             message_id: str | None = None) -> str:
+        """An internal note: kept on the ticket, copied to the owner and watchers, never to the customer
+        (``message_id``: of the mail it came in, so a second copy of that mail adds nothing)."""
         store = self.store
         with store.tx():
             store.add_message(ticket_id, direction="internal", kind="note", now=now, from_addr=actor,
-                              from_name=actor_name, body=text)
+                              from_name=actor_name, body=text, message_id=message_id)
             store.log_event(ticket_id, "note_added", now, actor=actor)
             ticket = store.ticket(ticket_id)
             assert ticket is not None
@@ -78,7 +80,8 @@ class TicketActions:
                 return "note stored"
             mail = internal_mail(self.settings.support, to=others, subject=f"[{ticket_id}] Note from {actor_name}",
                                  body=f"{actor_name} added an internal note (not sent to the customer):\n\n{text}\n",
-                                 ticket_id=ticket_id, now=now, kind="note")
+                                 ticket_id=ticket_id, now=now, kind="note",
+                                 thread=store.internal_thread(ticket_id))
             store.enqueue(ticket_id=ticket_id, kind="note_copy", message_id=mail.message_id,
                           mail_from=mail.mail_from, recipients=list(mail.recipients), raw=mail.raw, now=now)
         return f"note stored and copied to {', '.join(others)}"

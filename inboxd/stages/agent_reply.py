@@ -20,7 +20,7 @@ from inboxd.config import Settings
 from inboxd.log import log
 from inboxd.mail.compose import address, compose
 from inboxd.model import OutgoingMail, ParsedMessage, RawState, TicketStatus
-from inboxd.reply.notify import internal_mail, parse_reply_address
+from inboxd.reply.notify import internal_mail, parse_reply_address, reply_address, reply_token
 from inboxd.reply.render import one_line
 from inboxd.routing.agents import Agent
 from inboxd.routing.assign import Routing
@@ -32,7 +32,7 @@ from inboxd.store.messages import agent_mail_stored, reply_anchor
 from inboxd.store.sqlite import Store
 from inboxd.store.tickets import TicketRow
 from inboxd.triage.commands import HELP, Command, parse_commands
-from inboxd.triage.identity import AgentMail
+from inboxd.triage.identity import AgentMail, Forged
 from inboxd.triage.quotes import reply_text
 from inboxd.triage.thread import subject_tags
 
@@ -105,8 +105,16 @@ class AgentReplies:
         return None
 
     def _tell_agent(self, agent: Agent, ticket_id: str, subject: str, text: str, now: datetime) -> None:
-        mail = internal_mail(self.settings.support, to=[agent.email], subject=subject, body=text,
-                             ticket_id=ticket_id, now=now, kind="notice")
+        """A notice to the agent about their mail; on a ticket it carries a fresh reply token, so the
+        agent's corrected reply to it is proven theirs like a reply to the notification."""
+        support = self.settings.support
+        reply_to = None
+        if ticket_id:
+            secret = self.settings.routing.reply_secret or self.store.secret("reply_token")
+            reply_to = reply_address(support.address, ticket_id, reply_token(secret, ticket_id, agent.email))
+        mail = internal_mail(support, to=[agent.email], subject=subject, body=text, ticket_id=ticket_id, now=now,
+                             kind="notice", reply_to=reply_to,
+                             thread=self.store.internal_thread(ticket_id) if ticket_id else ())
         self.store.enqueue(ticket_id=ticket_id, kind="agent_notice", message_id=mail.message_id,
                            mail_from=mail.mail_from, recipients=list(mail.recipients), raw=mail.raw, now=now)
 
@@ -131,8 +139,12 @@ class AgentReplies:
                               attachments=[a.__dict__ for a in parsed.attachments])
             if parsed_commands.errors:
                 problems = "\n".join(f"  {e}" for e in parsed_commands.errors)
+                draft = reply_text(parsed.text).strip()
                 self._tell_agent(agent, ticket_id, f"[{ticket_id}] Not sent: please check your commands",
                                  f"Nothing was sent to the customer and nothing was changed, because:\n{problems}"
+                                 "\n\nReply to this mail with the corrected text: it is handled like a reply to the"
+                                 " ticket's notification.\n\n"
+                                 f"----- your draft, as you wrote it -----\n{draft}\n----- end of draft -----"
                                  f"\n\n{HELP}\n", now)
                 store.log_event(ticket_id, "agent_commands_rejected", now, actor=agent.email,
                                 errors=list(parsed_commands.errors))
@@ -151,6 +163,35 @@ class AgentReplies:
             store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
         return {"action": "agent_reply", "ticket": ticket_id, "agent": agent.email, "proof": who.proof,
                 "commands": " ".join(f"#{c.name}" for c in parsed_commands.commands) or "-", "result": outcome}
+
+    def from_team_side(self, ticket_id: str, parsed: ParsedMessage) -> bool:
+        """Whether a mail that answers this ticket's notification (``token_ticket``) is the team's:
+        anyone but the customer and the people they copied, who never get a notification."""
+        ticket = self.store.ticket(ticket_id)
+        if ticket is None or parsed.from_addr is None:
+            return False
+        customers = {ticket.requester} | {a for a, role in self.store.participants(ticket_id).items() if role == "cc"}
+        return parsed.from_addr not in customers
+
+    def comment(self, row: RawRow, parsed: ParsedMessage, ticket_id: str, who: Forged | None,
+                now: datetime) -> dict[str, object]:
+        """A reply to a notification from someone on the team who is not its proven agent (a watcher,
+        a lead in cc, a colleague): an internal note for the owner. It is never sent to the customer,
+        runs no command and starts no clock; ``Forged``: an agent's address with another's token."""
+        store = self.store
+        sender = parsed.from_addr or ""
+        with store.tx():
+            if parsed.message_id and agent_mail_stored(store, parsed.message_id, sender, "note"):
+                store.finish_raw(row.id, RawState.DUPLICATE, ticket_id=ticket_id, now=now)
+                return {"action": "duplicate_team_comment", "ticket": ticket_id, "from": sender}
+            text = reply_text(parsed.text).strip()
+            store.log_event(ticket_id, "team_comment", now, actor=sender,
+                            reason=who.reason if who else "answered a notification of the ticket")
+            outcome = self.actions.note(ticket_id, text, sender, parsed.from_name or sender, now,
+                                                parsed.message_id) if text \
+                else "empty: nothing stored"
+            store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
+        return {"action": "team_comment", "ticket": ticket_id, "from": sender, "result": outcome}
 
     def _apply(self, ticket_id: str, command: Command, agent: Agent, now: datetime) -> None:
         actions = self.actions

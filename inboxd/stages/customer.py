@@ -63,7 +63,7 @@ class CustomerMail:
             created = match.ticket_id is None
             if created and machine is None and verdict.spam:  # withheld from acknowledgement: no work either
                 machine = ("spam", reason or "classified as spam")
-            promise = None
+            promise, why = None, "new ticket"
             if created and machine:
                 ticket_id = self._machine_ticket(parsed, language, verdict, machine, match, now)
             elif created:
@@ -75,7 +75,7 @@ class CustomerMail:
                     store.log_event(ticket_id, "machine_mail_added", now, actor=parsed.from_addr or "",
                                     machine=machine[0], reason=machine[1], bounce=bounce.reason if bounce else None)
                 else:
-                    self._follow_up(ticket_id, parsed, match.reason, verdict, now)
+                    why = self._follow_up(ticket_id, parsed, match.reason, verdict, now)
             if created or reason is None:  # an auto-reply must not retag the customer's ticket
                 store.add_tags(ticket_id, verdict.tags)
             if isinstance(who, Forged):
@@ -88,7 +88,9 @@ class CustomerMail:
             message_row = self._record(ticket_id, row, parsed, language, verdict, reason, now)
             ack = "not needed (follow-up)"
             if promise is not None:
-                ack = self._acknowledge(ticket_id, parsed, language, reason, *promise, now, urgent=row.fresh)
+                unproven = f"from an agent's address without proof ({who.reason})" if isinstance(who, Forged) else None
+                ack = self._acknowledge(ticket_id, parsed, language, reason or unproven, *promise, now,
+                                        urgent=row.fresh)
             elif created and reason is not None:
                 store.log_event(ticket_id, "ack_suppressed", now, reason=reason)
                 ack = f"suppressed: {reason}"
@@ -98,7 +100,7 @@ class CustomerMail:
                                         why=f"the customer's address bounced: {bounce.reason}")
             elif machine is None and (reason is None or not verdict.spam):
                 notified = notify_owner(store, self.settings, self.routing, ticket_id, now=now, message_id=message_row,
-                                        why="new ticket" if created else "the customer wrote again")
+                                        why=why)
             store.finish_raw(row.id, RawState.PROCESSED, ticket_id=ticket_id, now=now)
         return {"action": "created" if created else "joined", "ticket": ticket_id, "from": parsed.from_addr,
                 "language": language, "charset": parsed.charset_used, "category": verdict.category,
@@ -202,8 +204,9 @@ class CustomerMail:
         return self.store.ticket_with_same_bytes(row.id)
 
     def _follow_up(self, ticket_id: str, parsed: ParsedMessage, reason: str, verdict: Classification,
-                   now: datetime) -> None:
-        """A customer wrote again: a resolved or pending ticket needs attention again, maybe sooner."""
+                   now: datetime) -> str:
+        """A customer wrote again: a resolved or pending ticket needs attention again, maybe sooner.
+        Returns why the owner is told, saying when the mail reopened the ticket."""
         store = self.store
         ticket = store.ticket(ticket_id)
         assert ticket is not None
@@ -219,6 +222,11 @@ class CustomerMail:
         clocks.customer_wrote(store, self.settings, ticket_id, now)
         store.update_ticket(ticket_id, now)
         store.log_event(ticket_id, "message_added", now, actor=parsed.from_addr or "", reason=reason)
+        if status == TicketStatus.RESOLVED:
+            return "the customer wrote again and so reopened the ticket, which was resolved"
+        if status == TicketStatus.PENDING:
+            return "the customer wrote again; the ticket was waiting on them (pending) and is open again"
+        return "the customer wrote again"
 
     def _record(self, ticket_id: str, row: RawRow, parsed: ParsedMessage, language: str, verdict: Classification,
                 reason: str | None, now: datetime) -> int:

@@ -46,7 +46,7 @@ from inboxd.store.base import utcnow
 from inboxd.store.ledger import RawRow
 from inboxd.store.sqlite import Store
 from inboxd.triage.classify import Classifier, Guess
-from inboxd.triage.identity import AgentMail, identify
+from inboxd.triage.identity import AgentMail, identify, token_ticket
 from inboxd.triage.language import detect_language
 from inboxd.triage.parse import parse_message
 from inboxd.triage.train import example_text
@@ -182,8 +182,12 @@ class Worker:
             secret = self._reply_secret()
             who = identify(parsed, self.routing.directory, secret=secret, support_address=support.address,
                            trusted_servers=self.settings.routing.trusted_auth_servers)
+            team_ticket = None if isinstance(who, AgentMail) else \
+                token_ticket(parsed, self.routing.directory, secret=secret, support_address=support.address)
             if isinstance(who, AgentMail):
                 outcome = self.agent_replies.handle(row, parsed, who, now)
+            elif team_ticket and self.agent_replies.from_team_side(team_ticket, parsed):
+                outcome = self.agent_replies.comment(row, parsed, team_ticket, who, now)
             else:
                 outcome = self.customers.handle(row, parsed, who, guess, now)
         if outcome is not None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from inboxd.store.base import Connection, iso
 
+INTERNAL_KINDS = ("notification", "queue_alert", "agent_notice", "note_copy", "sla_alert")  # mail to the team
+
 
 @dataclass(frozen=True)
 class OutboxRow:
@@ -44,6 +46,24 @@ class Outbox(Connection):
     def is_outgoing(self, message_id: str) -> bool:
         """Whether inboxd itself queued a mail with this Message-ID (its copy in the Sent folder is no answer)."""
         return bool(self.query("SELECT 1 FROM outbox WHERE message_id=?", (message_id,)))
+
+    def internal_thread(self, ticket_id: str) -> list[str]:
+        """Message-IDs of the mail inboxd sent the team about a ticket, oldest first: the next one
+        threads under them in the agents' mail clients."""
+        marks = ",".join("?" * len(INTERNAL_KINDS))
+        return [r["message_id"] for r in self.query(
+            f"SELECT message_id FROM outbox WHERE ticket_id=? AND kind IN ({marks}) ORDER BY id",
+            (ticket_id, *INTERNAL_KINDS))]
+
+    def internal_message_ids(self, message_ids: list[str]) -> set[str]:
+        """Which of these Message-IDs are inboxd's mail to the team: never to be named to a customer."""
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        kinds = ",".join("?" * len(INTERNAL_KINDS))
+        return {r["message_id"] for r in self.query(
+            f"SELECT message_id FROM outbox WHERE message_id IN ({marks}) AND kind IN ({kinds})",
+            (*message_ids, *INTERNAL_KINDS))}
 
     def acks_sent_to(self, address: str, since: datetime) -> int:
         """Acknowledgements queued for ``address`` since ``since`` (for the hourly limit)."""

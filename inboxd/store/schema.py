@@ -103,6 +103,8 @@ CREATE INDEX raw_sender ON raw_messages (sender, state);
 CREATE INDEX raw_message_id ON raw_messages (message_id, state);
 ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_urgent ON outbox (id) WHERE state='pending' AND urgent=1;
+""", """
+CREATE INDEX outbox_ticket ON outbox (ticket_id, kind);
 """)
 
 

@@ -66,6 +66,22 @@ def _authenticated(parsed: ParsedMessage, domain: str, trusted: frozenset[str]) 
     return None
 
 
+def token_ticket(parsed: ParsedMessage, directory: Directory, *, secret: str, support_address: str) -> str | None:
+    """The ticket whose notification this mail answers, when it carries a reply token made for any agent.
+
+    Only the team gets notifications, so whoever answers one is on the team side (a watcher in cc,
+    an agent answering a colleague's copy): their mail is an internal comment, never the customer's.
+    """
+    for address in _recipients(parsed):
+        found = parse_reply_address(address, support_address)
+        if found is None:
+            continue
+        ticket_id, token = found
+        if any(hmac.compare_digest(token, reply_token(secret, ticket_id, email)) for email in directory.agents):
+            return ticket_id
+    return None
+
+
 def identify(parsed: ParsedMessage, directory: Directory, *, secret: str, support_address: str,
              trusted_servers: frozenset[str]) -> AgentMail | Forged | None:
     """AgentMail for a proven agent, Forged for an unproven one, None for everyone else."""
